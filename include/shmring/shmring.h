@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmring: lock-free rings in shared memory.
+ *
+ * Two levels:
+ *  - caller's memory: shmring_memsize(), shmring_init(), shmring_attach(). No system call.
+ *  - named backings on top: POSIX shm (shmring_create/open), a regular file
+ *    (shmring_create_file/open_file), anonymous MAP_SHARED memory (shmring_create_anon).
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on failure.
+ * Nothing here prints, aborts or exits. Hot paths are static inline in the per-kind headers
+ * (shmring/spsc.h), included at the end of this file.
+ */
+#ifndef SHMRING_SHMRING_H
+#define SHMRING_SHMRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+#error "shmring's headers are C11 (they use <stdatomic.h>); call them from a C translation unit"
+#endif
+
+#define SHMRING_ABI_VERSION 1u
+
+/* Ring kinds, recorded in the segment header. */
+enum shmring_kind {
+	SHMRING_SPSC = 1, /* one producer, one consumer, fixed-size elements */
+};
+
+/* Largest element size a ring accepts, and the largest capacity. */
+#define SHMRING_ELEM_MAX (1u << 20)
+#define SHMRING_CAPACITY_MAX (1ull << 30)
+
+/*
+ * Memory hints, passed in shmring_params.flags at create and open. Advisory hints that the
+ * kernel refuses are dropped silently unless SHMRING_F_REQUIRE is set; shmring_hints() tells
+ * which took effect. SHMRING_F_MLOCK is never silently dropped.
+ */
+#define SHMRING_F_PREFAULT (1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later) */
+#define SHMRING_F_MLOCK (1u << 1)    /* mlock the mapping; fails with -ENOMEM or -EPERM */
+#define SHMRING_F_HUGEPAGE (1u << 2) /* MADV_HUGEPAGE (advisory) */
+#define SHMRING_F_DONTDUMP (1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory) */
+#define SHMRING_F_REQUIRE (1u << 4)  /* fail if an advisory hint is refused */
+#define SHMRING_F_HINTS_MASK 0x1fu
+
+/* Geometry and options. Zero-initialise, then set what you need. */
+struct shmring_params {
+	uint32_t kind;	    /* enum shmring_kind; required */
+	uint32_t elem_size; /* bytes per element, 1..SHMRING_ELEM_MAX; 0 = any (open only) */
+	uint64_t capacity;  /* elements, power of two, 1..SHMRING_CAPACITY_MAX; 0 = any (open only) */
+	uint32_t flags;	    /* SHMRING_F_* */
+	uint32_t mode;	    /* permission bits of a created object; 0 means 0600 */
+	uint32_t open_timeout_ms; /* how long open waits for the creator to publish; 0 = 1000 */
+	uint32_t reserved_;	  /* must be zero */
+};
+
+struct shmring;
+
+/* ---- caller's memory: no system call ---------------------------------------------------- */
+
+/*
+ * Bytes a ring of this geometry needs (p->kind, elem_size, capacity); the memory passed to
+ * shmring_init() must be 128-byte aligned. Returns the size, or -EINVAL for a bad geometry,
+ * -EOVERFLOW if it does not fit in memory. Never blocks. Any role.
+ */
+ssize_t shmring_memsize(const struct shmring_params *p);
+
+/*
+ * Writes an empty ring into mem (len bytes, 128-byte aligned, at least shmring_memsize()).
+ * The header is published last, with a release store, so a concurrent attach never sees it
+ * half written. Returns 0, -EINVAL (bad geometry, null or misaligned mem) or -ENOSPC (len too
+ * small). Never blocks. Call it once, before any attach.
+ */
+int shmring_init(void *mem, size_t len, const struct shmring_params *p);
+
+/*
+ * Validates the ring at mem (len bytes) against expect (kind required; elem_size and capacity
+ * checked when non-zero) and returns a handle in *out. Attaching the same address twice in one
+ * process shares one registry entry. Returns 0, -EINVAL, -EPROTO (not a valid ring of that kind
+ * and geometry), -EAGAIN (header not yet published), -ENOMEM. Never blocks. Any role.
+ */
+int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
+		   struct shmring **out);
+
+/* ---- named backings --------------------------------------------------------------------- */
+
+/*
+ * Creates a POSIX shm object name ("/name", at most 255 bytes, one slash), exclusively
+ * (O_EXCL), mode 0600 unless p->mode says otherwise, sizes it, maps it, applies the hints and
+ * writes an empty ring. Returns 0, -EEXIST (another creator won), -EINVAL (bad name or
+ * geometry), -ENOSPC/-ENOMEM (no room: reported here, not as SIGBUS later, with
+ * SHMRING_F_PREFAULT), -EPERM/-ENOMEM (mlock refused), or another errno from the kernel.
+ * On failure nothing is left behind in /dev/shm. Never blocks.
+ */
+int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out);
+
+/*
+ * Opens an existing POSIX shm ring. Waits up to expect->open_timeout_ms for a concurrent creator
+ * to publish the header, then validates it against the mapping's real size. Opening the same
+ * object twice in one process shares one mapping. Returns 0, -ENOENT, -ETIMEDOUT (never
+ * published: creator still working or died), -EPROTO (corrupt, incompatible or of another kind
+ * or geometry; nothing stays mapped), -EINVAL. May block up to the timeout.
+ */
+int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
+
+/* Removes a POSIX shm name. Mappings stay valid until closed. Returns 0, -ENOENT, -EINVAL. */
+int shmring_unlink(const char *name);
+
+/* Same as shmring_create/open over a regular file, opened with O_NOFOLLOW. */
+int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out);
+int shmring_open_file(const char *path, const struct shmring_params *expect,
+		      struct shmring **out);
+/* Removes a ring file (unlink(2), refusing an empty path). Returns 0 or -errno. */
+int shmring_unlink_file(const char *path);
+
+/*
+ * Creates a ring in anonymous MAP_SHARED memory. A child made by fork() inherits the mapping
+ * and the handle and may use it directly. Returns 0, -EINVAL, -ENOMEM, -EPERM.
+ */
+int shmring_create_anon(const struct shmring_params *p, struct shmring **out);
+
+/*
+ * msync(MS_SYNC) of the whole mapping: makes a file-backed ring durable. Returns 0 or -errno.
+ * May block on I/O.
+ */
+int shmring_sync(struct shmring *r);
+
+/*
+ * Releases the handle. The last handle on a mapping unmaps it (the registry entry is freed after
+ * an RCU grace period). Does not unlink. Accepts NULL. Returns 0.
+ */
+int shmring_close(struct shmring *r);
+
+/* ---- queries ---------------------------------------------------------------------------- */
+
+/* Capacity in elements, element size in bytes. Never fail on a valid handle. */
+uint64_t shmring_capacity(const struct shmring *r);
+uint32_t shmring_elem_size(const struct shmring *r);
+/* The kind recorded in the segment (enum shmring_kind). */
+uint32_t shmring_kind(const struct shmring *r);
+/* SHMRING_F_* hints that took effect on this mapping. */
+uint32_t shmring_hints(const struct shmring *r);
+/* Base address and size of the mapping (for tests and tools). */
+void *shmring_base(const struct shmring *r, size_t *len);
+/* Bytes SHMRING_F_MLOCK would lock for this geometry (page rounded), or -EINVAL. */
+ssize_t shmring_lock_bytes(const struct shmring_params *p);
+/* 1 once the handle has seen an impossible value in shared memory (every op then says -EPROTO). */
+int shmring_is_broken(const struct shmring *r);
+
+/* A short text for a negative (or positive) errno returned by shmring. Never NULL. */
+const char *shmring_strerror(int err);
+
+#include <shmring/spsc.h>
+
+#endif

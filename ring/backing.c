@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Mapping backends: POSIX shm, regular files, anonymous shared memory, caller's memory; and the
+ * memory hints applied to a mapping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older headers lack it, older kernels say EINVAL */
+#endif
+
+#define DEFAULT_OPEN_TIMEOUT_MS 1000u
+
+/* ---- hints ------------------------------------------------------------------------------- */
+
+static int advise(void *base, size_t len, int advice, uint32_t flag, uint32_t flags,
+		  uint32_t *eff)
+{
+	if (madvise(base, len, advice) == 0) {
+		*eff |= flag;
+		return 0;
+	}
+	return (flags & SHMRING_F_REQUIRE) ? -errno : 0;
+}
+
+int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,
+			 uint32_t *effective)
+{
+	uint32_t eff = 0;
+	int rc;
+
+	if (flags & SHMRING_F_PREFAULT) {
+		/*
+		 * Allocate the backing first: on a full tmpfs this is where ENOSPC belongs, rather
+		 * than a SIGBUS at the first store that finds no page.
+		 */
+		if (fd >= 0) {
+			rc = posix_fallocate(fd, 0, (off_t)len);
+			if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL)
+				return -rc;
+		}
+		if (madvise(base, len, MADV_POPULATE_WRITE) != 0) {
+			if (errno != EINVAL)
+				return -errno;
+			/* Old kernel: touch each page. An atomic add of zero writes without
+			 * changing what a peer may be writing at the same moment. */
+			long pg = sysconf(_SC_PAGESIZE);
+			for (size_t o = 0; o < len; o += (size_t)pg)
+				__atomic_fetch_add((unsigned char *)base + o, 0, __ATOMIC_RELAXED);
+		}
+		eff |= SHMRING_F_PREFAULT;
+	}
+	if (flags & SHMRING_F_HUGEPAGE) {
+		rc = advise(base, len, MADV_HUGEPAGE, SHMRING_F_HUGEPAGE, flags, &eff);
+		if (rc)
+			return rc;
+	}
+	if (flags & SHMRING_F_DONTDUMP) {
+		rc = advise(base, len, MADV_DONTDUMP, SHMRING_F_DONTDUMP, flags, &eff);
+		if (rc)
+			return rc;
+	}
+	if (flags & SHMRING_F_MLOCK) {
+		/* Never advisory: a caller who asked for locked memory must know it did not get it. */
+		if (mlock(base, len) != 0)
+			return errno == EAGAIN ? -ENOMEM : -errno;
+		eff |= SHMRING_F_MLOCK;
+	}
+	(void)fresh;
+	*effective = eff;
+	return 0;
+}
+
+ssize_t shmring_lock_bytes(const struct shmring_params *p)
+{
+	struct _shmring_layout l;
+	int rc = _shmring_layout(p, &l);
+	long pg = sysconf(_SC_PAGESIZE);
+
+	if (rc)
+		return rc;
+	return (ssize_t)((l.total_size + (uint64_t)pg - 1) & ~((uint64_t)pg - 1));
+}
+
+/* ---- segments ---------------------------------------------------------------------------- */
+
+void _shmring_seg_release(struct _shmring_seg *seg)
+{
+	if (seg->owns_mapping && seg->base) {
+		if (atomic_load_explicit(&seg->hints, memory_order_relaxed) & SHMRING_F_MLOCK)
+			munlock(seg->base, seg->len);
+		munmap(seg->base, seg->len);
+	}
+	if (seg->fd >= 0)
+		close(seg->fd);
+	seg->base = NULL;
+	seg->fd = -1;
+}
+
+static struct _shmring_seg *seg_new(void *base, size_t len, int fd, int owns)
+{
+	struct _shmring_seg *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	atomic_init(&s->refs, 1);
+	s->base = base;
+	s->len = len;
+	s->fd = fd;
+	s->owns_mapping = owns;
+	return s;
+}
+
+/* Registers a new segment and makes a handle, or joins the one that won a race. Consumes the
+ * segment (and its mapping) on every path. */
+static int publish_seg(struct _shmring_seg *s, struct shmring **out)
+{
+	struct _shmring_seg *won = _shmring_reg_insert(s);
+
+	if (!won) {
+		_shmring_seg_release(s);
+		free(s);
+		return -ENOMEM;
+	}
+	if (won != s) {
+		_shmring_seg_release(s);
+		free(s);
+	}
+	return _shmring_handle_new(won, out);
+}
+
+static int valid_shm_name(const char *name)
+{
+	size_t n;
+
+	if (!name || name[0] != '/')
+		return 0;
+	n = strnlen(name, NAME_MAX + 2);
+	if (n < 2 || n > NAME_MAX)
+		return 0;
+	if (strchr(name + 1, '/'))
+		return 0;
+	if (!strcmp(name, "/.") || !strcmp(name, "/.."))
+		return 0;
+	return 1;
+}
+
+static mode_t create_mode(const struct shmring_params *p)
+{
+	return p->mode ? (mode_t)(p->mode & 0777) : 0600;
+}
+
+/* Common body of the two named creators: fd is fresh, exclusive, empty. */
+static int create_on_fd(int fd, const struct shmring_params *p, struct shmring **out)
+{
+	struct _shmring_layout l;
+	struct stat st;
+	uint32_t eff = 0;
+	void *base;
+	int rc;
+
+	rc = _shmring_layout(p, &l);
+	if (rc)
+		goto fail_fd;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto fail_fd;
+	}
+	if (ftruncate(fd, (off_t)l.total_size) != 0) {
+		rc = -errno;
+		goto fail_fd;
+	}
+	base = mmap(NULL, l.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		goto fail_fd;
+	}
+	rc = _shmring_apply_hints(base, l.total_size, fd, p->flags, 1, &eff);
+	if (rc) {
+		munmap(base, l.total_size);
+		goto fail_fd;
+	}
+	_shmring_format(base, &l);
+
+	struct _shmring_seg *s = seg_new(base, l.total_size, fd, 1);
+	if (!s) {
+		munmap(base, l.total_size);
+		rc = -ENOMEM;
+		goto fail_fd;
+	}
+	s->key = (struct _shmring_key){ _SHMRING_KEY_INODE, st.st_dev, st.st_ino };
+	s->geo = l;
+	atomic_init(&s->hints, eff);
+	return publish_seg(s, out);
+
+fail_fd:
+	close(fd);
+	return rc;
+}
+
+static int sleep_ms(unsigned ms)
+{
+	struct timespec ts = { 0, (long)ms * 1000000L };
+
+	return nanosleep(&ts, NULL);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Common body of the two named openers: fd is open read-write. */
+static int open_on_fd(int fd, const struct shmring_params *expect, struct shmring **out)
+{
+	struct _shmring_layout l;
+	struct stat st;
+	uint32_t eff = 0;
+	void *base = NULL;
+	size_t len = 0;
+	int rc;
+	unsigned timeout = expect->open_timeout_ms ? expect->open_timeout_ms :
+						     DEFAULT_OPEN_TIMEOUT_MS;
+	uint64_t deadline = now_ms() + timeout;
+
+	if (expect->reserved_ || (expect->flags & ~SHMRING_F_HINTS_MASK)) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	for (;;) {
+		if (fstat(fd, &st) != 0) {
+			rc = -errno;
+			goto fail;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		/* The creator sizes the object before it writes the header: size zero means it
+		 * has not got that far yet. */
+		if (st.st_size >= (off_t)_SHMRING_HDR_SIZE)
+			break;
+		if (st.st_size != 0 || now_ms() >= deadline) {
+			rc = st.st_size ? -EPROTO : -ETIMEDOUT;
+			goto fail;
+		}
+		sleep_ms(1);
+	}
+
+	struct _shmring_key key = { _SHMRING_KEY_INODE, st.st_dev, st.st_ino };
+	struct _shmring_seg *s = _shmring_reg_get(&key);
+	if (s) {
+		/* Already mapped here: share it, and add any hint it does not have yet. */
+		uint32_t want = expect->flags & ~atomic_load(&s->hints);
+
+		close(fd);
+		if (s->geo.kind != expect->kind ||
+		    (expect->elem_size && s->geo.elem_size != expect->elem_size) ||
+		    (expect->capacity && s->geo.capacity != expect->capacity)) {
+			_shmring_reg_put(s);
+			return -EPROTO;
+		}
+		if (want & ~SHMRING_F_REQUIRE) {
+			rc = _shmring_apply_hints(s->base, s->len, s->fd, want, 0, &eff);
+			if (rc) {
+				_shmring_reg_put(s);
+				return rc;
+			}
+			atomic_fetch_or(&s->hints, eff);
+		}
+		return _shmring_handle_new(s, out);
+	}
+
+	if ((uint64_t)st.st_size > SIZE_MAX) {
+		rc = -EPROTO;
+		goto fail;
+	}
+	len = (size_t)st.st_size;
+	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		base = NULL;
+		rc = -errno;
+		goto fail;
+	}
+	for (;;) {
+		rc = _shmring_validate(base, len, expect, &l);
+		if (rc != -EAGAIN)
+			break;
+		if (now_ms() >= deadline) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		sleep_ms(1);
+	}
+	if (rc)
+		goto fail;
+	rc = _shmring_apply_hints(base, len, fd, expect->flags, 0, &eff);
+	if (rc)
+		goto fail;
+	s = seg_new(base, len, fd, 1);
+	if (!s) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	s->key = key;
+	s->geo = l;
+	atomic_init(&s->hints, eff);
+	return publish_seg(s, out);
+
+fail:
+	if (base)
+		munmap(base, len);
+	close(fd);
+	return rc;
+}
+
+int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out)
+{
+	int fd, rc;
+
+	if (!p || !out)
+		return -EINVAL;
+	if (!valid_shm_name(name))
+		return -EINVAL;
+	/* Check the geometry before creating anything, so a bad call leaves nothing behind. */
+	struct _shmring_layout l;
+	rc = _shmring_layout(p, &l);
+	if (rc)
+		return rc;
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, create_mode(p));
+	if (fd < 0)
+		return -errno;
+	rc = create_on_fd(fd, p, out);
+	if (rc)
+		shm_unlink(name);
+	return rc;
+}
+
+int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out)
+{
+	int fd;
+
+	if (!expect || !out)
+		return -EINVAL;
+	if (!valid_shm_name(name))
+		return -EINVAL;
+	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	return open_on_fd(fd, expect, out);
+}
+
+int shmring_unlink(const char *name)
+{
+	if (!valid_shm_name(name))
+		return -EINVAL;
+	return shm_unlink(name) == 0 ? 0 : -errno;
+}
+
+int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out)
+{
+	struct _shmring_layout l;
+	int fd, rc;
+
+	if (!path || !*path || !p || !out)
+		return -EINVAL;
+	rc = _shmring_layout(p, &l);
+	if (rc)
+		return rc;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, create_mode(p));
+	if (fd < 0)
+		return -errno;
+	rc = create_on_fd(fd, p, out);
+	if (rc)
+		unlink(path);
+	return rc;
+}
+
+int shmring_open_file(const char *path, const struct shmring_params *expect,
+		      struct shmring **out)
+{
+	int fd;
+
+	if (!path || !*path || !expect || !out)
+		return -EINVAL;
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return open_on_fd(fd, expect, out);
+}
+
+int shmring_unlink_file(const char *path)
+{
+	if (!path || !*path)
+		return -EINVAL;
+	return unlink(path) == 0 ? 0 : -errno;
+}
+
+int shmring_create_anon(const struct shmring_params *p, struct shmring **out)
+{
+	struct _shmring_layout l;
+	uint32_t eff = 0;
+	void *base;
+	int rc;
+
+	if (!p || !out)
+		return -EINVAL;
+	rc = _shmring_layout(p, &l);
+	if (rc)
+		return rc;
+	base = mmap(NULL, l.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	rc = _shmring_apply_hints(base, l.total_size, -1, p->flags, 1, &eff);
+	if (rc) {
+		munmap(base, l.total_size);
+		return rc;
+	}
+	_shmring_format(base, &l);
+	struct _shmring_seg *s = seg_new(base, l.total_size, -1, 1);
+	if (!s) {
+		munmap(base, l.total_size);
+		return -ENOMEM;
+	}
+	s->key = (struct _shmring_key){ _SHMRING_KEY_ADDRESS, (uintptr_t)base, 0 };
+	s->geo = l;
+	atomic_init(&s->hints, eff);
+	return publish_seg(s, out);
+}
+
+int shmring_sync(struct shmring *r)
+{
+	if (!r || !r->seg)
+		return -EINVAL;
+	if (r->seg->fd < 0 || !r->seg->owns_mapping)
+		return 0; /* nothing durable behind it */
+	return msync(r->seg->base, r->seg->len, MS_SYNC) == 0 ? 0 : -errno;
+}
+
+/* ---- caller's memory ---------------------------------------------------------------------- */
+
+ssize_t shmring_memsize(const struct shmring_params *p)
+{
+	struct _shmring_layout l;
+	int rc = _shmring_layout(p, &l);
+
+	return rc ? rc : (ssize_t)l.total_size;
+}
+
+int shmring_init(void *mem, size_t len, const struct shmring_params *p)
+{
+	struct _shmring_layout l;
+	int rc;
+
+	if (!mem || ((uintptr_t)mem & (_SHMRING_BLOCK - 1)))
+		return -EINVAL;
+	rc = _shmring_layout(p, &l);
+	if (rc)
+		return rc;
+	if (len < l.total_size)
+		return -ENOSPC;
+	_shmring_format(mem, &l);
+	return 0;
+}
+
+int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
+		   struct shmring **out)
+{
+	struct _shmring_layout l;
+	struct _shmring_key key;
+	struct _shmring_seg *s;
+	int rc;
+
+	if (!mem || !expect || !out || ((uintptr_t)mem & (_SHMRING_BLOCK - 1)))
+		return -EINVAL;
+	if (expect->reserved_ || (expect->flags & ~SHMRING_F_HINTS_MASK))
+		return -EINVAL;
+	key = (struct _shmring_key){ _SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0 };
+	s = _shmring_reg_get(&key);
+	if (s) {
+		if (s->geo.kind != expect->kind ||
+		    (expect->elem_size && s->geo.elem_size != expect->elem_size) ||
+		    (expect->capacity && s->geo.capacity != expect->capacity) || len < s->len) {
+			_shmring_reg_put(s);
+			return -EPROTO;
+		}
+		return _shmring_handle_new(s, out);
+	}
+	rc = _shmring_validate(mem, len, expect, &l);
+	if (rc)
+		return rc;
+	s = seg_new(mem, (size_t)l.total_size, -1, 0);
+	if (!s)
+		return -ENOMEM;
+	s->key = key;
+	s->geo = l;
+	return publish_seg(s, out);
+}

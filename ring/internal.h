@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/* Process-local side: the registry of open segments and the handle factory. Internal. */
+#ifndef SHMRING_RING_INTERNAL_H
+#define SHMRING_RING_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+enum _shmring_key_type {
+	_SHMRING_KEY_INODE = 1,	 /* a named backing: (device, inode) */
+	_SHMRING_KEY_ADDRESS = 2, /* caller's memory or anonymous memory: the address */
+};
+
+struct _shmring_key {
+	uint32_t type;
+	uint64_t a, b;
+};
+
+/* One mapping of one segment in this process, shared by every handle on it. */
+struct _shmring_seg {
+	struct _shmring_key key;
+	_Atomic long refs;
+	void *base;
+	size_t len;
+	int fd;		  /* -1 when there is none */
+	int owns_mapping; /* 0 for caller's memory: never unmapped by us */
+	_Atomic uint32_t hints;
+	struct _shmring_layout geo; /* validated once, at first mapping */
+	void *reg_node;		    /* registry bookkeeping (ring/registry.c) */
+};
+
+/*
+ * Finds the live segment with this key and takes a reference, without a lock.
+ * Returns NULL if there is none.
+ */
+struct _shmring_seg *_shmring_reg_get(const struct _shmring_key *key);
+
+/*
+ * Registers seg (refs already 1). If a live segment with the same key got there first, takes a
+ * reference on that one and returns it instead; the caller then discards its own. Returns seg,
+ * the winner, or NULL (out of memory).
+ */
+struct _shmring_seg *_shmring_reg_insert(struct _shmring_seg *seg);
+
+/* Drops a reference; the last one unregisters, unmaps and frees after a grace period. */
+void _shmring_reg_put(struct _shmring_seg *seg);
+
+/* Unmaps and closes what seg holds (no registry involvement). */
+void _shmring_seg_release(struct _shmring_seg *seg);
+
+/* Applies hint flags to a mapping. Returns 0 or -errno; *effective gets what took effect. */
+int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,
+			 uint32_t *effective);
+
+/* Makes a handle on a segment whose reference the caller passes to it. */
+int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out);
+
+#endif

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/* The shared header: layout of each kind, formatting, and validation of what a peer wrote. */
+#include <errno.h>
+#include <string.h>
+
+#include "layout.h"
+
+static int is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static uint64_t round_block(uint64_t x)
+{
+	return (x + _SHMRING_BLOCK - 1) & ~(uint64_t)(_SHMRING_BLOCK - 1);
+}
+
+int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
+{
+	if (!p || !out)
+		return -EINVAL;
+	if (p->kind != SHMRING_SPSC)
+		return -EINVAL;
+	if (p->elem_size == 0 || p->elem_size > SHMRING_ELEM_MAX)
+		return -EINVAL;
+	if (!is_pow2(p->capacity) || p->capacity > SHMRING_CAPACITY_MAX)
+		return -EINVAL;
+	if (p->reserved_ != 0 || (p->flags & ~SHMRING_F_HINTS_MASK))
+		return -EINVAL;
+
+	/* 2^30 slots of 2^20 bytes is 2^50: fits in 64 bits, but not in a mapping. */
+	uint64_t data = p->capacity * p->elem_size;
+	if (data > (1ull << 46))
+		return -EOVERFLOW;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = p->kind;
+	out->elem_size = p->elem_size;
+	out->capacity = p->capacity;
+	uint64_t off = _SHMRING_HDR_SIZE;
+	out->part[_SHMRING_PART_PROD] = (struct _shmring_part){ off, _SHMRING_BLOCK };
+	off += _SHMRING_BLOCK;
+	out->part[_SHMRING_PART_CONS] = (struct _shmring_part){ off, _SHMRING_BLOCK };
+	off += _SHMRING_BLOCK;
+	out->part[_SHMRING_PART_SYNC] = (struct _shmring_part){ off, _SHMRING_SYNC_SIZE };
+	off += _SHMRING_SYNC_SIZE;
+	out->part[_SHMRING_PART_DATA] = (struct _shmring_part){ off, data };
+	off += round_block(data);
+	out->total_size = off;
+	if (out->total_size > SIZE_MAX)
+		return -EOVERFLOW;
+	return 0;
+}
+
+uint64_t _shmring_hdr_check(const struct _shmring_hdr *h)
+{
+	const unsigned char *b = (const unsigned char *)h;
+	uint64_t x = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < offsetof(struct _shmring_hdr, check); i++) {
+		x ^= b[i];
+		x *= 0x100000001b3ull;
+	}
+	return x;
+}
+
+void _shmring_format(void *mem, const struct _shmring_layout *l)
+{
+	struct _shmring_hdr *h = mem;
+	unsigned char *base = mem;
+
+	/* Positions and waiter words start at zero; the slots need no initialisation. */
+	memset(base, 0, l->part[_SHMRING_PART_DATA].off);
+	h->magic = _SHMRING_MAGIC;
+	h->abi = SHMRING_ABI_VERSION;
+	h->kind = l->kind;
+	h->flags = 0;
+	h->elem_size = l->elem_size;
+	h->capacity = l->capacity;
+	h->total_size = l->total_size;
+	memcpy(h->part, l->part, sizeof(h->part));
+	h->check = _shmring_hdr_check(h);
+	/* R0: pairs with A0 in _shmring_validate(): every byte above is visible before READY. */
+	atomic_store_explicit(&h->state, _SHMRING_READY, memory_order_release);
+}
+
+int _shmring_validate(const void *mem, size_t len, const struct shmring_params *expect,
+		      struct _shmring_layout *out)
+{
+	const struct _shmring_hdr *h = mem;
+	struct shmring_params want;
+	struct _shmring_layout l;
+
+	if (!mem || !expect || !out)
+		return -EINVAL;
+	if (len < _SHMRING_HDR_SIZE)
+		return -EPROTO;
+	/* A0: pairs with R0 in _shmring_format(): the header is complete once READY is seen. */
+	if (atomic_load_explicit(&((struct _shmring_hdr *)h)->state, memory_order_acquire) !=
+	    _SHMRING_READY) {
+		/* Zero means "being written"; anything else is not ours. */
+		return atomic_load_explicit(&((struct _shmring_hdr *)h)->state,
+					    memory_order_relaxed) == 0 ?
+			       -EAGAIN :
+			       -EPROTO;
+	}
+
+	/* Copy once, then judge the copy: a peer rewriting the header cannot change our mind
+	 * between two reads. */
+	struct _shmring_hdr snap;
+	memcpy(&snap, h, offsetof(struct _shmring_hdr, state));
+	if (snap.magic != _SHMRING_MAGIC || snap.abi != SHMRING_ABI_VERSION)
+		return -EPROTO;
+	if (snap.check != _shmring_hdr_check(&snap))
+		return -EPROTO;
+	if (snap.kind != expect->kind)
+		return -EPROTO;
+	if (expect->elem_size && snap.elem_size != expect->elem_size)
+		return -EPROTO;
+	if (expect->capacity && snap.capacity != expect->capacity)
+		return -EPROTO;
+	if (snap.flags != 0)
+		return -EPROTO;
+
+	/* Recompute the layout from the geometry and demand the header says exactly that. */
+	want = (struct shmring_params){ .kind = snap.kind,
+					.elem_size = snap.elem_size,
+					.capacity = snap.capacity };
+	if (_shmring_layout(&want, &l) != 0)
+		return -EPROTO;
+	if (snap.total_size != l.total_size || memcmp(snap.part, l.part, sizeof(l.part)) != 0)
+		return -EPROTO;
+	if (l.total_size > len)
+		return -EPROTO;
+	*out = l;
+	return 0;
+}
