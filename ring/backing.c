@@ -23,8 +23,7 @@
 
 /* ---- hints ------------------------------------------------------------------------------- */
 
-static int advise(void *base, size_t len, int advice, uint32_t flag, uint32_t flags,
-		  uint32_t *eff)
+static int advise(void *base, size_t len, int advice, uint32_t flag, uint32_t flags, uint32_t *eff)
 {
 	if (madvise(base, len, advice) == 0) {
 		*eff |= flag;
@@ -71,7 +70,8 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 			return rc;
 	}
 	if (flags & SHMRING_F_MLOCK) {
-		/* Never advisory: a caller who asked for locked memory must know it did not get it. */
+		/* Never advisory: a caller who asked for locked memory must know it did not get it.
+		 */
 		if (mlock(base, len) != 0)
 			return errno == EAGAIN ? -ENOMEM : -errno;
 		eff |= SHMRING_F_MLOCK;
@@ -198,7 +198,7 @@ static int create_on_fd(int fd, const struct shmring_params *p, struct shmring *
 		rc = -ENOMEM;
 		goto fail_fd;
 	}
-	s->key = (struct _shmring_key){ _SHMRING_KEY_INODE, st.st_dev, st.st_ino };
+	s->key = (struct _shmring_key){_SHMRING_KEY_INODE, st.st_dev, st.st_ino};
 	s->geo = l;
 	atomic_init(&s->hints, eff);
 	return publish_seg(s, out);
@@ -210,7 +210,7 @@ fail_fd:
 
 static int sleep_ms(unsigned ms)
 {
-	struct timespec ts = { 0, (long)ms * 1000000L };
+	struct timespec ts = {0, (long)ms * 1000000L};
 
 	return nanosleep(&ts, NULL);
 }
@@ -232,8 +232,8 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	void *base = NULL;
 	size_t len = 0;
 	int rc;
-	unsigned timeout = expect->open_timeout_ms ? expect->open_timeout_ms :
-						     DEFAULT_OPEN_TIMEOUT_MS;
+	unsigned timeout =
+	    expect->open_timeout_ms ? expect->open_timeout_ms : DEFAULT_OPEN_TIMEOUT_MS;
 	uint64_t deadline = now_ms() + timeout;
 
 	if (expect->reserved_ || (expect->flags & ~SHMRING_F_HINTS_MASK)) {
@@ -260,7 +260,7 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 		sleep_ms(1);
 	}
 
-	struct _shmring_key key = { _SHMRING_KEY_INODE, st.st_dev, st.st_ino };
+	struct _shmring_key key = {_SHMRING_KEY_INODE, st.st_dev, st.st_ino};
 	struct _shmring_seg *s = _shmring_reg_get(&key);
 	if (s) {
 		/* Already mapped here: share it, and add any hint it does not have yet. */
@@ -389,8 +389,7 @@ int shmring_create_file(const char *path, const struct shmring_params *p, struct
 	return rc;
 }
 
-int shmring_open_file(const char *path, const struct shmring_params *expect,
-		      struct shmring **out)
+int shmring_open_file(const char *path, const struct shmring_params *expect, struct shmring **out)
 {
 	int fd;
 
@@ -435,7 +434,7 @@ int shmring_create_anon(const struct shmring_params *p, struct shmring **out)
 		munmap(base, l.total_size);
 		return -ENOMEM;
 	}
-	s->key = (struct _shmring_key){ _SHMRING_KEY_ADDRESS, (uintptr_t)base, 0 };
+	s->key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)base, 0};
 	s->geo = l;
 	atomic_init(&s->hints, eff);
 	return publish_seg(s, out);
@@ -476,8 +475,7 @@ int shmring_init(void *mem, size_t len, const struct shmring_params *p)
 	return 0;
 }
 
-int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
-		   struct shmring **out)
+int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, struct shmring **out)
 {
 	struct _shmring_layout l;
 	struct _shmring_key key;
@@ -488,7 +486,7 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 		return -EINVAL;
 	if (expect->reserved_ || (expect->flags & ~SHMRING_F_HINTS_MASK))
 		return -EINVAL;
-	key = (struct _shmring_key){ _SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0 };
+	key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0};
 	s = _shmring_reg_get(&key);
 	if (s) {
 		if (s->geo.kind != expect->kind ||

@@ -9,7 +9,7 @@
 #include "layout.h"
 
 enum _shmring_key_type {
-	_SHMRING_KEY_INODE = 1,	 /* a named backing: (device, inode) */
+	_SHMRING_KEY_INODE = 1,	  /* a named backing: (device, inode) */
 	_SHMRING_KEY_ADDRESS = 2, /* caller's memory or anonymous memory: the address */
 };
 

@@ -15,11 +15,11 @@
 
 #include <shmring/shmring.h>
 
-#define _SHMRING_MAGIC 0x00474e49524d4853ull /* "SHMRING\0" read little-endian */
-#define _SHMRING_READY 0x52454459u	     /* "READY" state of a published header */
-#define _SHMRING_BLOCK 128u
-#define _SHMRING_HDR_SIZE 256u
-#define _SHMRING_NPARTS 8
+#define _SHMRING_MAGIC	   0x00474e49524d4853ull /* "SHMRING\0" read little-endian */
+#define _SHMRING_READY	   0x52454459u		 /* "READY" state of a published header */
+#define _SHMRING_BLOCK	   128u
+#define _SHMRING_HDR_SIZE  256u
+#define _SHMRING_NPARTS	   8
 #define _SHMRING_SYNC_SIZE (4u * _SHMRING_BLOCK) /* waiter words and liveness, for sync/ */
 
 /* Index of each part in the header's table. Kinds may use the rest. */

@@ -75,8 +75,7 @@ static int ref_if_live(struct _shmring_seg *s)
 	long r = atomic_load_explicit(&s->refs, memory_order_relaxed);
 
 	while (r > 0) {
-		if (atomic_compare_exchange_weak_explicit(&s->refs, &r, r + 1,
-							  memory_order_acquire,
+		if (atomic_compare_exchange_weak_explicit(&s->refs, &r, r + 1, memory_order_acquire,
 							  memory_order_relaxed))
 			return 1;
 	}

@@ -38,13 +38,13 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	out->elem_size = p->elem_size;
 	out->capacity = p->capacity;
 	uint64_t off = _SHMRING_HDR_SIZE;
-	out->part[_SHMRING_PART_PROD] = (struct _shmring_part){ off, _SHMRING_BLOCK };
+	out->part[_SHMRING_PART_PROD] = (struct _shmring_part){off, _SHMRING_BLOCK};
 	off += _SHMRING_BLOCK;
-	out->part[_SHMRING_PART_CONS] = (struct _shmring_part){ off, _SHMRING_BLOCK };
+	out->part[_SHMRING_PART_CONS] = (struct _shmring_part){off, _SHMRING_BLOCK};
 	off += _SHMRING_BLOCK;
-	out->part[_SHMRING_PART_SYNC] = (struct _shmring_part){ off, _SHMRING_SYNC_SIZE };
+	out->part[_SHMRING_PART_SYNC] = (struct _shmring_part){off, _SHMRING_SYNC_SIZE};
 	off += _SHMRING_SYNC_SIZE;
-	out->part[_SHMRING_PART_DATA] = (struct _shmring_part){ off, data };
+	out->part[_SHMRING_PART_DATA] = (struct _shmring_part){off, data};
 	off += round_block(data);
 	out->total_size = off;
 	if (out->total_size > SIZE_MAX)
@@ -100,9 +100,9 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 	    _SHMRING_READY) {
 		/* Zero means "being written"; anything else is not ours. */
 		return atomic_load_explicit(&((struct _shmring_hdr *)h)->state,
-					    memory_order_relaxed) == 0 ?
-			       -EAGAIN :
-			       -EPROTO;
+					    memory_order_relaxed) == 0
+			   ? -EAGAIN
+			   : -EPROTO;
 	}
 
 	/* Copy once, then judge the copy: a peer rewriting the header cannot change our mind
@@ -123,9 +123,8 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 		return -EPROTO;
 
 	/* Recompute the layout from the geometry and demand the header says exactly that. */
-	want = (struct shmring_params){ .kind = snap.kind,
-					.elem_size = snap.elem_size,
-					.capacity = snap.capacity };
+	want = (struct shmring_params){
+	    .kind = snap.kind, .elem_size = snap.elem_size, .capacity = snap.capacity};
 	if (_shmring_layout(&want, &l) != 0)
 		return -EPROTO;
 	if (snap.total_size != l.total_size || memcmp(snap.part, l.part, sizeof(l.part)) != 0)

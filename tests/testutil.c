@@ -121,7 +121,7 @@ uint64_t tu_check(const void *elem, size_t es)
 
 struct shmring_params tu_params(uint32_t elem_size, uint64_t capacity)
 {
-	struct shmring_params p = { 0 };
+	struct shmring_params p = {0};
 
 	p.kind = SHMRING_SPSC;
 	p.elem_size = elem_size;

@@ -33,7 +33,7 @@ struct shmring {
 	 * consumer thread does not bounce a line on every operation.
 	 */
 	alignas(64) struct {
-		uint64_t tail;	     /* next position to write; authoritative (we are the only writer) */
+		uint64_t tail; /* next position to write; authoritative (we are the only writer) */
 		uint64_t head_cache; /* last consumer position seen (Rigtorp's cached index) */
 		uint64_t reserved;   /* slots handed out by reserve and not yet committed */
 	} p;

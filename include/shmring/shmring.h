@@ -30,7 +30,7 @@ enum shmring_kind {
 };
 
 /* Largest element size a ring accepts, and the largest capacity. */
-#define SHMRING_ELEM_MAX (1u << 20)
+#define SHMRING_ELEM_MAX     (1u << 20)
 #define SHMRING_CAPACITY_MAX (1ull << 30)
 
 /*
@@ -38,20 +38,23 @@ enum shmring_kind {
  * kernel refuses are dropped silently unless SHMRING_F_REQUIRE is set; shmring_hints() tells
  * which took effect. SHMRING_F_MLOCK is never silently dropped.
  */
-#define SHMRING_F_PREFAULT (1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later) */
-#define SHMRING_F_MLOCK (1u << 1)    /* mlock the mapping; fails with -ENOMEM or -EPERM */
+#define SHMRING_F_PREFAULT (1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later)  \
+				      */
+#define SHMRING_F_MLOCK	   (1u << 1) /* mlock the mapping; fails with -ENOMEM or -EPERM */
 #define SHMRING_F_HUGEPAGE (1u << 2) /* MADV_HUGEPAGE (advisory) */
-#define SHMRING_F_DONTDUMP (1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory) */
-#define SHMRING_F_REQUIRE (1u << 4)  /* fail if an advisory hint is refused */
+#define SHMRING_F_DONTDUMP (1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory)  \
+				      */
+#define SHMRING_F_REQUIRE    (1u << 4) /* fail if an advisory hint is refused */
 #define SHMRING_F_HINTS_MASK 0x1fu
 
 /* Geometry and options. Zero-initialise, then set what you need. */
 struct shmring_params {
 	uint32_t kind;	    /* enum shmring_kind; required */
 	uint32_t elem_size; /* bytes per element, 1..SHMRING_ELEM_MAX; 0 = any (open only) */
-	uint64_t capacity;  /* elements, power of two, 1..SHMRING_CAPACITY_MAX; 0 = any (open only) */
-	uint32_t flags;	    /* SHMRING_F_* */
-	uint32_t mode;	    /* permission bits of a created object; 0 means 0600 */
+	uint64_t
+	    capacity;	/* elements, power of two, 1..SHMRING_CAPACITY_MAX; 0 = any (open only) */
+	uint32_t flags; /* SHMRING_F_* */
+	uint32_t mode;	/* permission bits of a created object; 0 means 0600 */
 	uint32_t open_timeout_ms; /* how long open waits for the creator to publish; 0 = 1000 */
 	uint32_t reserved_;	  /* must be zero */
 };
@@ -110,8 +113,7 @@ int shmring_unlink(const char *name);
 
 /* Same as shmring_create/open over a regular file, opened with O_NOFOLLOW. */
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out);
-int shmring_open_file(const char *path, const struct shmring_params *expect,
-		      struct shmring **out);
+int shmring_open_file(const char *path, const struct shmring_params *expect, struct shmring **out);
 /* Removes a ring file (unlink(2), refusing an empty path). Returns 0 or -errno. */
 int shmring_unlink_file(const char *path);
 
