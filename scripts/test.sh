@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds and runs every test: criterion suites and stress executables with gcc and with clang,
+# again under ASan+UBSan, the threaded stress executables under TSan, the Promela model of the
+# sleep hand-shake, the fuzz corpora replayed and a bounded fuzz run of every target.
+# Installs missing Debian packages when run as root. Exits non-zero on any failure.
+#   FUZZ_SECONDS=N   seconds of fuzzing per target (default 60; 0 skips the run, not the replay)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+. scripts/deps.sh
+need_pkgs "${BUILD_PKGS[@]}" spin
+
+jobs=$(nproc)
+passed=0
+failed=0
+failures=()
+t_start=$(date +%s)
+
+# step NAME CMD...: runs one stage, counts it, keeps going after a failure.
+step() {
+	local name=$1 t0
+	shift
+	t0=$(date +%s)
+	echo
+	echo "=== $name"
+	if "$@"; then
+		passed=$((passed + 1))
+		echo "=== $name: ok ($(($(date +%s) - t0)) s)"
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		echo "=== $name: FAILED ($(($(date +%s) - t0)) s)"
+	fi
+}
+
+# build DIR CC [cmake args...]: quiet unless it fails.
+build() {
+	local dir=$1 cc=$2 log
+	shift 2
+	mkdir -p "$dir"
+	log=$dir/build.log
+	if CC=$cc cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$log" 2>&1 &&
+		cmake --build "$dir" -j "$jobs" >>"$log" 2>&1; then
+		return 0
+	fi
+	tail -n 60 "$log"
+	return 1
+}
+
+run_ctest() {
+	(cd "$1" && ctest --output-on-failure --timeout 600)
+}
+
+suite() {
+	local dir=$1 cc=$2
+	shift 2
+	build "$dir" "$cc" "$@" && run_ctest "$dir"
+}
+
+# Nothing a test made may stay behind in /dev/shm.
+shm_clean() {
+	local left
+	left=$(ls /dev/shm 2>/dev/null | grep -E '^shmring-test|^shmring-fuzz' || true)
+	[ -z "$left" ] && return 0
+	echo "left behind in /dev/shm: $left"
+	return 1
+}
+
+step "gcc: build and tests" suite build/test-gcc gcc
+step "clang: build and tests" suite build/test-clang clang
+step "ASan+UBSan (clang): tests" suite build/test-asan clang -DSHMRING_SANITIZE=address,undefined \
+	-DSHMRING_EXAMPLES=OFF
+step "TSan (clang): threaded stress executables" suite build/test-tsan clang \
+	-DSHMRING_SANITIZE=thread -DSHMRING_CRITERION=OFF -DSHMRING_EXAMPLES=OFF
+if [ -x scripts/spin.sh ]; then
+	step "spin: Promela model of the sleep hand-shake" scripts/spin.sh
+fi
+if [ -x scripts/fuzz.sh ]; then
+	step "fuzz: replay corpora" scripts/fuzz.sh --replay
+	if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
+		step "fuzz: bounded run" scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}"
+	fi
+fi
+step "/dev/shm left clean" shm_clean
+
+echo
+echo "test.sh: $(($(date +%s) - t_start)) s"
+for f in "${failures[@]}"; do
+	echo "FAILED: $f"
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
