@@ -236,7 +236,7 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	    expect->open_timeout_ms ? expect->open_timeout_ms : DEFAULT_OPEN_TIMEOUT_MS;
 	uint64_t deadline = now_ms() + timeout;
 
-	if (expect->reserved_ || (expect->flags & ~SHMRING_F_HINTS_MASK)) {
+	if (expect->reserved_ || (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK))) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -264,7 +264,7 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	struct _shmring_seg *s = _shmring_reg_get(&key);
 	if (s) {
 		/* Already mapped here: share it, and add any hint it does not have yet. */
-		uint32_t want = expect->flags & ~atomic_load(&s->hints);
+		uint32_t want = expect->flags & SHMRING_F_HINTS_MASK & ~atomic_load(&s->hints);
 
 		close(fd);
 		if (s->geo.kind != expect->kind ||
@@ -343,7 +343,7 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, create_mode(p));
 	if (fd < 0)
 		return -errno;
-	rc = create_on_fd(fd, p, out);
+	rc = _shmring_sync_opened(create_on_fd(fd, p, out), p->flags, out);
 	if (rc)
 		shm_unlink(name);
 	return rc;
@@ -360,7 +360,7 @@ int shmring_open(const char *name, const struct shmring_params *expect, struct s
 	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	return open_on_fd(fd, expect, out);
+	return _shmring_sync_opened(open_on_fd(fd, expect, out), expect->flags, out);
 }
 
 int shmring_unlink(const char *name)
@@ -383,7 +383,7 @@ int shmring_create_file(const char *path, const struct shmring_params *p, struct
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, create_mode(p));
 	if (fd < 0)
 		return -errno;
-	rc = create_on_fd(fd, p, out);
+	rc = _shmring_sync_opened(create_on_fd(fd, p, out), p->flags, out);
 	if (rc)
 		unlink(path);
 	return rc;
@@ -398,7 +398,7 @@ int shmring_open_file(const char *path, const struct shmring_params *expect, str
 	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	return open_on_fd(fd, expect, out);
+	return _shmring_sync_opened(open_on_fd(fd, expect, out), expect->flags, out);
 }
 
 int shmring_unlink_file(const char *path)
@@ -437,7 +437,7 @@ int shmring_create_anon(const struct shmring_params *p, struct shmring **out)
 	s->key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)base, 0};
 	s->geo = l;
 	atomic_init(&s->hints, eff);
-	return publish_seg(s, out);
+	return _shmring_sync_opened(publish_seg(s, out), p->flags, out);
 }
 
 int shmring_sync(struct shmring *r)
@@ -484,7 +484,7 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 
 	if (!mem || !expect || !out || ((uintptr_t)mem & (_SHMRING_BLOCK - 1)))
 		return -EINVAL;
-	if (expect->reserved_ || (expect->flags & ~SHMRING_F_HINTS_MASK))
+	if (expect->reserved_ || (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
 		return -EINVAL;
 	key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0};
 	s = _shmring_reg_get(&key);
@@ -495,7 +495,7 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 			_shmring_reg_put(s);
 			return -EPROTO;
 		}
-		return _shmring_handle_new(s, out);
+		return _shmring_sync_opened(_shmring_handle_new(s, out), expect->flags, out);
 	}
 	rc = _shmring_validate(mem, len, expect, &l);
 	if (rc)
@@ -505,5 +505,5 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 		return -ENOMEM;
 	s->key = key;
 	s->geo = l;
-	return publish_seg(s, out);
+	return _shmring_sync_opened(publish_seg(s, out), expect->flags, out);
 }

@@ -6,6 +6,31 @@
 
 #include "internal.h"
 
+/*
+ * A consistent pair of positions from a ring that may be running. Reading one position and
+ * then the other can see a pair that never existed (the peer moved in between, so t - h looks
+ * larger than the capacity). The consumer's position read between two equal reads of the
+ * producer's was read while the producer's held that value, so the pair did exist and
+ * t - h <= capacity must hold. Retries are bounded: a peer that never lets t rest gets -EAGAIN.
+ */
+static int snapshot_positions(struct shmring *r, uint64_t *h, uint64_t *t)
+{
+	for (int i = 0; i < 100000; i++) {
+		/* A5: pairs with R1 (spsc.h): the slots below t are visible to this handle. */
+		uint64_t t1 = atomic_load_explicit(r->prod_pos, memory_order_acquire);
+		/* A6: pairs with R2 (spsc.h): the consumer is done with the slots below h. */
+		uint64_t h1 = atomic_load_explicit(r->cons_pos, memory_order_acquire);
+		uint64_t t2 = atomic_load_explicit(r->prod_pos, memory_order_acquire);
+
+		if (t1 != t2)
+			continue;
+		*h = h1;
+		*t = t1;
+		return t1 - h1 > r->capacity ? -EPROTO : 0;
+	}
+	return -EAGAIN;
+}
+
 int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out)
 {
 	const struct _shmring_layout *g = &seg->geo;
@@ -29,17 +54,34 @@ int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out)
 	r->cons_pos = (_Atomic uint64_t *)(base + g->part[_SHMRING_PART_CONS].off);
 
 	/* Start from the positions as they are: a side that re-attaches resumes. */
-	uint64_t h = atomic_load_explicit(r->cons_pos, memory_order_acquire);
-	uint64_t t = atomic_load_explicit(r->prod_pos, memory_order_acquire);
-	if (t - h > r->capacity) {
+	uint64_t h, t;
+	int rc = snapshot_positions(r, &h, &t);
+	/* Message rings (msg.h): records start on 8-byte boundaries. */
+	if (rc == 0 && (r->kind == SHMRING_MSG || r->kind == SHMRING_MSG_MPSC) && ((t | h) & 7))
+		rc = -EPROTO;
+	if (rc) {
 		free(r);
 		_shmring_reg_put(seg);
-		return -EPROTO;
+		return rc;
 	}
 	r->p.tail = t;
 	r->p.head_cache = h;
 	r->c.head = h;
 	r->c.tail_cache = t;
+	if (_shmring_sync_handle_init(r, g->hflags) != 0) {
+		free(r);
+		_shmring_reg_put(seg);
+		return -ENOMEM;
+	}
+	if (r->kind == SHMRING_MPMC) {
+		int rc = _shmring_mpmc_handle_init(r, base, g); /* ring/mpmc.c: claims a record */
+		if (rc != 0) {
+			_shmring_sync_handle_fini(r);
+			free(r);
+			_shmring_reg_put(seg);
+			return rc;
+		}
+	}
 	*out = r;
 	return 0;
 }
@@ -48,6 +90,9 @@ int shmring_close(struct shmring *r)
 {
 	if (!r)
 		return 0;
+	if (r->kind == SHMRING_MPMC)
+		_shmring_mpmc_handle_fini(r); /* ring/mpmc.c: frees our record */
+	_shmring_sync_handle_fini(r);
 	_shmring_reg_put(r->seg);
 	free(r);
 	return 0;

@@ -57,4 +57,17 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 /* Makes a handle on a segment whose reference the caller passes to it. */
 int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out);
 
+/* MPMC (ring/mpmc.c): sets up the handle's view of the queues and claims a participant record
+ * (-EUSERS when all are taken by live handles); fini gives the record back. */
+int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
+			      const struct _shmring_layout *g);
+void _shmring_mpmc_handle_fini(struct shmring *r);
+
+/* sync/: per-handle sleep/wake state (sync/sync.h). */
+int _shmring_sync_handle_init(struct shmring *r, uint32_t hflags);
+void _shmring_sync_handle_fini(struct shmring *r);
+/* sync/: after a public opener made *out (rc == 0), claims the roles in flags; on failure
+ * closes *out. Returns rc or the claim's error. */
+int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);
+
 #endif

@@ -59,6 +59,7 @@ struct _shmring_layout {
 	uint64_t capacity;
 	uint64_t total_size;
 	struct _shmring_part part[_SHMRING_NPARTS];
+	uint32_t hflags; /* header flags (sync back-end, sync/sync.h _SHMRING_HF_*) */
 };
 
 /* Checks a geometry and computes its layout. Returns 0, -EINVAL or -EOVERFLOW. */
@@ -72,9 +73,16 @@ void _shmring_format(void *mem, const struct _shmring_layout *l);
  * with the geometry (from the expected layout, not from shared memory). Returns 0, -EPROTO,
  * -EAGAIN (not published).
  */
+/* sync/: initialises the sync part (semaphores) before the header is published. */
+void _shmring_sync_format(void *sync_part, uint32_t hflags);
+
 int _shmring_validate(const void *mem, size_t len, const struct shmring_params *expect,
 		      struct _shmring_layout *out);
 
 uint64_t _shmring_hdr_check(const struct _shmring_hdr *h);
+
+/* MPMC (ring/mpmc.c): adds parts 4..7 from offset off and returns the end; formats them. */
+uint64_t _shmring_mpmc_layout(struct _shmring_layout *l, uint64_t off);
+void _shmring_mpmc_format(void *mem, const struct _shmring_layout *l);
 
 #endif

@@ -19,23 +19,30 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 {
 	if (!p || !out)
 		return -EINVAL;
-	if (p->kind != SHMRING_SPSC)
+	/* Message rings (msg.h): capacity in bytes, SHMRING_MSG_CAPACITY_MIN..MAX; elem_size 0
+	 * or 1, recorded as 1. */
+	int msg = p->kind == SHMRING_MSG || p->kind == SHMRING_MSG_MPSC;
+	uint32_t es = msg && p->elem_size == 0 ? 1 : p->elem_size;
+	if (msg && (es != 1 || p->capacity < SHMRING_MSG_CAPACITY_MIN ||
+		    p->capacity > SHMRING_MSG_CAPACITY_MAX))
 		return -EINVAL;
-	if (p->elem_size == 0 || p->elem_size > SHMRING_ELEM_MAX)
+	if (p->kind != SHMRING_SPSC && p->kind != SHMRING_MPMC && !msg)
+		return -EINVAL;
+	if (es == 0 || es > SHMRING_ELEM_MAX)
 		return -EINVAL;
 	if (!is_pow2(p->capacity) || p->capacity > SHMRING_CAPACITY_MAX)
 		return -EINVAL;
-	if (p->reserved_ != 0 || (p->flags & ~SHMRING_F_HINTS_MASK))
+	if (p->reserved_ != 0 || (p->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
 		return -EINVAL;
 
 	/* 2^30 slots of 2^20 bytes is 2^50: fits in 64 bits, but not in a mapping. */
-	uint64_t data = p->capacity * p->elem_size;
+	uint64_t data = p->capacity * es;
 	if (data > (1ull << 46))
 		return -EOVERFLOW;
 
 	memset(out, 0, sizeof(*out));
 	out->kind = p->kind;
-	out->elem_size = p->elem_size;
+	out->elem_size = es;
 	out->capacity = p->capacity;
 	uint64_t off = _SHMRING_HDR_SIZE;
 	out->part[_SHMRING_PART_PROD] = (struct _shmring_part){off, _SHMRING_BLOCK};
@@ -46,7 +53,10 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	off += _SHMRING_SYNC_SIZE;
 	out->part[_SHMRING_PART_DATA] = (struct _shmring_part){off, data};
 	off += round_block(data);
+	if (p->kind == SHMRING_MPMC)
+		off = _shmring_mpmc_layout(out, off); /* parts 4..7 (ring/mpmc.c) */
 	out->total_size = off;
+	out->hflags = (p->flags & SHMRING_F_SEMAPHORE) ? 1u /* _SHMRING_HF_SEM */ : 0;
 	if (out->total_size > SIZE_MAX)
 		return -EOVERFLOW;
 	return 0;
@@ -71,14 +81,20 @@ void _shmring_format(void *mem, const struct _shmring_layout *l)
 
 	/* Positions and waiter words start at zero; the slots need no initialisation. */
 	memset(base, 0, l->part[_SHMRING_PART_DATA].off);
+	/* MPSC message rings (msg.h): free space must read as "not written" (zero headers). */
+	if (l->kind == SHMRING_MSG_MPSC)
+		memset(base + l->part[_SHMRING_PART_DATA].off, 0, l->part[_SHMRING_PART_DATA].size);
 	h->magic = _SHMRING_MAGIC;
 	h->abi = SHMRING_ABI_VERSION;
 	h->kind = l->kind;
-	h->flags = 0;
+	h->flags = l->hflags;
 	h->elem_size = l->elem_size;
 	h->capacity = l->capacity;
 	h->total_size = l->total_size;
 	memcpy(h->part, l->part, sizeof(h->part));
+	_shmring_sync_format(base + l->part[_SHMRING_PART_SYNC].off, l->hflags);
+	if (l->kind == SHMRING_MPMC)
+		_shmring_mpmc_format(mem, l); /* index queues and records (ring/mpmc.c) */
 	h->check = _shmring_hdr_check(h);
 	/* R0: pairs with A0 in _shmring_validate(): every byte above is visible before READY. */
 	atomic_store_explicit(&h->state, _SHMRING_READY, memory_order_release);
@@ -119,7 +135,7 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 		return -EPROTO;
 	if (expect->capacity && snap.capacity != expect->capacity)
 		return -EPROTO;
-	if (snap.flags != 0)
+	if (snap.flags & ~1u /* _SHMRING_HF_SEM, the only flag defined */)
 		return -EPROTO;
 
 	/* Recompute the layout from the geometry and demand the header says exactly that. */
@@ -131,6 +147,7 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 		return -EPROTO;
 	if (l.total_size > len)
 		return -EPROTO;
+	l.hflags = snap.flags;
 	*out = l;
 	return 0;
 }

@@ -13,7 +13,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-struct _shmring_seg; /* registry entry: the mapping, its refcount (ring/registry.c) */
+struct _shmring_mpmc_rec; /* MPMC participant record (mpmc.h) */
+struct _shmring_scq_ctl;  /* MPMC queue control block (mpmc.h) */
+struct _shmring_seg;	  /* registry entry: the mapping, its refcount (ring/registry.c) */
 
 struct shmring {
 	/* read-only after attach */
@@ -27,6 +29,10 @@ struct shmring {
 	uint32_t hints;
 	int broken; /* set on the first impossible value read from the peer */
 	struct _shmring_seg *seg;
+	/* sleep and wake (sync/): waiters words that the publish paths read after R1/R2 */
+	_Atomic uint32_t *wake_data;  /* consumers sleeping for data: the producer checks it */
+	_Atomic uint32_t *wake_space; /* producers sleeping for space: the consumer checks it */
+	struct _shmring_sync *sync;   /* process-local wait state (sync/sync.h) */
 
 	/*
 	 * Producer-side state. Own block, so that one handle shared by a producer thread and a
@@ -44,6 +50,40 @@ struct shmring {
 		uint64_t tail_cache; /* last producer position seen */
 		uint64_t peeked;     /* slots handed out by peek and not yet released */
 	} c;
+
+	/* Message rings (msg.h): the reservation and the peeked record. Positions live in p, c. */
+	struct {
+		alignas(64) struct {
+			uint64_t res_pos;  /* header position of the reserved record */
+			uint64_t res_word; /* MPSC: the busy header we wrote (commit swaps it) */
+			uint32_t res_len;
+			uint32_t res_active;
+		} p;
+		alignas(64) struct {
+			uint64_t peek_stride; /* bytes of the peeked record; 0 when none */
+		} c;
+	} msg;
+
+	/* MPMC rings (mpmc.h): this handle's participant record and the two index queues. */
+	alignas(64) struct {
+		struct _shmring_mpmc_rec *rec;	 /* our record in the segment */
+		struct _shmring_scq_ctl *ctl[2]; /* [0] filled queue (aq), [1] free queue (fq) */
+		_Atomic uint64_t *ent[2];	 /* 2 * capacity entries each */
+		_Atomic uint64_t *seq;		 /* hand-over count of each index */
+		struct _shmring_mpmc_rec *recs;	 /* all records */
+		uint64_t emask;			 /* 2 * capacity - 1 */
+		uint64_t bot;			 /* empty index value (all ones, w bits) */
+		uint64_t claimed;		 /* CLAIMED bit of the index field */
+		int64_t thr_max;		 /* 3 * capacity - 1 */
+		uint64_t lo[2];			 /* lower bound of our next head position */
+		uint32_t w;			 /* index bits: log2(capacity) + 2 */
+		uint32_t ishift;		 /* log2(2 * capacity) */
+		uint64_t owner;			 /* what our record's owner word holds */
+		int (*hook)(struct shmring *, int, int, void *);
+		void *hook_arg;
+		int (*alive)(uint64_t, void *);
+		void *alive_arg;
+	} m;
 };
 
 #endif

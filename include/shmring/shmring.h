@@ -26,7 +26,10 @@
 
 /* Ring kinds, recorded in the segment header. */
 enum shmring_kind {
-	SHMRING_SPSC = 1, /* one producer, one consumer, fixed-size elements */
+	SHMRING_SPSC = 1,     /* one producer, one consumer, fixed-size elements */
+	SHMRING_MPMC = 2,     /* many producers, many consumers, fixed-size elements (mpmc.h) */
+	SHMRING_MSG = 3,      /* one producer, one consumer, variable-length messages (msg.h) */
+	SHMRING_MSG_MPSC = 4, /* many producers, one consumer, variable-length messages */
 };
 
 /* Largest element size a ring accepts, and the largest capacity. */
@@ -38,14 +41,27 @@ enum shmring_kind {
  * kernel refuses are dropped silently unless SHMRING_F_REQUIRE is set; shmring_hints() tells
  * which took effect. SHMRING_F_MLOCK is never silently dropped.
  */
-#define SHMRING_F_PREFAULT (1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later)  \
+#define SHMRING_F_PREFAULT                                                                         \
+	(1u << 0)		     /* allocate backing now (ENOSPC at create, not SIGBUS later)  \
 				      */
 #define SHMRING_F_MLOCK	   (1u << 1) /* mlock the mapping; fails with -ENOMEM or -EPERM */
 #define SHMRING_F_HUGEPAGE (1u << 2) /* MADV_HUGEPAGE (advisory) */
-#define SHMRING_F_DONTDUMP (1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory)  \
-				      */
+#define SHMRING_F_DONTDUMP                                                                         \
+	(1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory)                     \
+		   */
 #define SHMRING_F_REQUIRE    (1u << 4) /* fail if an advisory hint is refused */
 #define SHMRING_F_HINTS_MASK 0x1fu
+
+/*
+ * Roles and sleep/wake back-end (see shmring/sync.h). A role flag at create or open makes the
+ * handle hold a claim on that role for peer liveness (shmring_peer_alive, -EPIPE); a handle
+ * with no role flag holds no claim. SHMRING_F_SEMAPHORE, at creation only, selects the POSIX
+ * semaphore back-end instead of futexes; it is recorded in the header (ignored at open).
+ */
+#define SHMRING_F_PRODUCER  (1u << 8)
+#define SHMRING_F_CONSUMER  (1u << 9)
+#define SHMRING_F_SEMAPHORE (1u << 10)
+#define SHMRING_F_SYNC_MASK (0x7u << 8)
 
 /* Geometry and options. Zero-initialise, then set what you need. */
 struct shmring_params {
@@ -154,6 +170,9 @@ int shmring_is_broken(const struct shmring *r);
 /* A short text for a negative (or positive) errno returned by shmring. Never NULL. */
 const char *shmring_strerror(int err);
 
+#include <shmring/sync.h>
 #include <shmring/spsc.h>
+#include <shmring/mpmc.h>
+#include <shmring/msg.h>
 
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include <shmring/handle.h>
+#include <shmring/sync.h>
 
 /* Internal: marks the handle broken, and empties both caches so every fast path falls through
  * to a slow path that reports -EPROTO. Costs nothing on the fast path. */
@@ -153,6 +154,12 @@ static inline void _shmring_spsc_publish_tail(struct shmring *r, uint64_t t)
 	r->p.reserved = 0;
 	/* R1: pairs with A2 in _shmring_spsc_avail(): slot writes happen before the position. */
 	atomic_store_explicit(r->prod_pos, t, memory_order_release);
+	/* F1: compiler barrier only; pairs with M1 (membarrier) in _shmring_wq_register(), or in
+	 * hot mode with F3 there through F2 in _shmring_wake() (sync/sync.h): the waiters load
+	 * must not be hoisted above R1. Zero system calls while no one sleeps. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(r->wake_data, memory_order_relaxed) != 0, 0))
+		_shmring_wake(r, r->wake_data);
 }
 
 /* Internal, consumer: hand slots below h back to the producer. */
@@ -162,16 +169,21 @@ static inline void _shmring_spsc_publish_head(struct shmring *r, uint64_t h)
 	r->c.peeked = 0;
 	/* R2: pairs with A1 in _shmring_spsc_free(): slot reads happen before the position. */
 	atomic_store_explicit(r->cons_pos, h, memory_order_release);
+	/* F1: as in _shmring_spsc_publish_tail(), for producers sleeping for space. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(r->wake_space, memory_order_relaxed) != 0, 0))
+		_shmring_wake(r, r->wake_space);
 }
 
 /* Internal: the common body of burst (all_or_none = 0) and bulk (1) on the producer side. */
 static inline int _shmring_spsc_push_n(struct shmring *r, const void *elems, unsigned n,
 				       int all_or_none)
 {
+	/* A broken handle answers -EPROTO to everything, even to requests that move nothing. */
 	if (n == 0)
-		return 0;
+		return r->broken ? -EPROTO : 0;
 	if (all_or_none && n > r->capacity)
-		return -EINVAL;
+		return r->broken ? -EPROTO : -EINVAL;
 	int64_t f = _shmring_spsc_free(r, n);
 	if (f < 0)
 		return (int)f;
@@ -186,10 +198,11 @@ static inline int _shmring_spsc_push_n(struct shmring *r, const void *elems, uns
 
 static inline int _shmring_spsc_pop_n(struct shmring *r, void *elems, unsigned n, int all_or_none)
 {
+	/* A broken handle answers -EPROTO to everything, even to requests that move nothing. */
 	if (n == 0)
-		return 0;
+		return r->broken ? -EPROTO : 0;
 	if (all_or_none && n > r->capacity)
-		return -EINVAL;
+		return r->broken ? -EPROTO : -EINVAL;
 	int64_t a = _shmring_spsc_avail(r, n);
 	if (a < 0)
 		return (int)a;
@@ -266,7 +279,7 @@ static inline int shmring_spsc_pop_bulk(struct shmring *r, void *elems, unsigned
 static inline int shmring_spsc_reserve(struct shmring *r, unsigned n, void **slots)
 {
 	if (n == 0)
-		return 0;
+		return r->broken ? -EPROTO : 0;
 	int64_t f = _shmring_spsc_free(r, n);
 	if (f <= 0)
 		return f < 0 ? (int)f : -EAGAIN;
@@ -283,11 +296,13 @@ static inline int shmring_spsc_reserve(struct shmring *r, unsigned n, void **slo
 }
 
 /* Producer. Publishes the first k slots of the last reservation (k may be less than reserved;
- * the rest is dropped). Returns 0, or -EINVAL if k exceeds the reservation. Non-blocking. */
+ * the rest is dropped). Returns 0, -EINVAL if k exceeds the reservation, -EPROTO (broken).
+ * Non-blocking. */
 static inline int shmring_spsc_commit(struct shmring *r, unsigned k)
 {
-	if (k > r->p.reserved)
-		return -EINVAL;
+	/* Broken: no more publishing, even of slots reserved before the break. */
+	if (__builtin_expect(k > r->p.reserved || r->broken, 0))
+		return r->broken ? -EPROTO : -EINVAL;
 	_shmring_spsc_publish_tail(r, r->p.tail + k);
 	return 0;
 }
@@ -300,7 +315,7 @@ static inline int shmring_spsc_commit(struct shmring *r, unsigned k)
 static inline int shmring_spsc_peek(struct shmring *r, unsigned n, const void **slots)
 {
 	if (n == 0)
-		return 0;
+		return r->broken ? -EPROTO : 0;
 	int64_t a = _shmring_spsc_avail(r, n);
 	if (a <= 0)
 		return a < 0 ? (int)a : -EAGAIN;
@@ -317,11 +332,11 @@ static inline int shmring_spsc_peek(struct shmring *r, unsigned n, const void **
 }
 
 /* Consumer. Frees the first k slots of the last peek. Returns 0, or -EINVAL if k exceeds what
- * was peeked. Non-blocking. */
+ * was peeked, -EPROTO (broken). Non-blocking. */
 static inline int shmring_spsc_release(struct shmring *r, unsigned k)
 {
-	if (k > r->c.peeked)
-		return -EINVAL;
+	if (__builtin_expect(k > r->c.peeked || r->broken, 0))
+		return r->broken ? -EPROTO : -EINVAL;
 	_shmring_spsc_publish_head(r, r->c.head + k);
 	return 0;
 }
