@@ -1,18 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <limits.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_NAMES 256
 
-static char names[MAX_NAMES][96];
+/* Room for the longest name shm_open accepts, so tests can probe that limit too. */
+static char names[MAX_NAMES][NAME_MAX + 2];
 static int is_file[MAX_NAMES];
 static int nnames;
 static pid_t owner;
@@ -127,4 +135,143 @@ struct shmring_params tu_params(uint32_t elem_size, uint64_t capacity)
 	p.elem_size = elem_size;
 	p.capacity = capacity;
 	return p;
+}
+
+const char *tu_shm_name_len(size_t len)
+{
+	char pad[NAME_MAX + 2];
+	const char *base = tu_shm_name("");
+	size_t n;
+
+	if (!base || len > NAME_MAX || len < strlen(base))
+		return NULL;
+	n = len - strlen(base);
+	memset(pad, 'x', n);
+	pad[n] = '\0';
+	/* The name was remembered with an empty tag: extend it in place, so cleanup sees the
+	 * padded one. */
+	pthread_mutex_lock(&lock);
+	strcat((char *)base, pad);
+	pthread_mutex_unlock(&lock);
+	return base;
+}
+
+int tu_shm_exists(const char *name)
+{
+	char path[NAME_MAX + 16];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	return stat(path, &st) == 0;
+}
+
+int tu_vmflags(const void *addr, char *flags, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, found = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		/* Only the header line of a mapping starts with "hex-hex". */
+		if (line[strspn(line, "0123456789abcdef")] == '-' &&
+		    sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(flags, len, "%s", line + 8);
+			found = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int tu_has_vmflag(const void *addr, const char *flag)
+{
+	char flags[256], *save = NULL;
+
+	if (tu_vmflags(addr, flags, sizeof(flags)) != 0)
+		return -1;
+	for (char *t = strtok_r(flags, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
+		if (!strcmp(t, flag))
+			return 1;
+	return 0;
+}
+
+int tu_maps_count(const char *needle)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
+int tu_drop_cap(int cap)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return -errno;
+	data[cap / 32].effective &= ~(1u << (cap % 32));
+	data[cap / 32].permitted &= ~(1u << (cap % 32));
+	data[cap / 32].inheritable &= ~(1u << (cap % 32));
+	if (syscall(SYS_capset, &hdr, data) != 0)
+		return -errno;
+	return 0;
+}
+
+uint64_t tu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Unlinks every "shmring-test-<pid>-..." object in dir whose pid is dead. */
+static int sweep_dir(const char *dir, int shm)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char *end;
+		long pid;
+
+		if (strncmp(e->d_name, "shmring-test-", 13))
+			continue;
+		pid = strtol(e->d_name + 13, &end, 10);
+		if (end == e->d_name + 13 || *end != '-' || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[NAME_MAX + 16];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if ((shm ? shm_unlink(path + strlen(dir)) : unlink(path)) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+int tu_sweep_dead(void)
+{
+	return sweep_dir("/dev/shm", 1) + sweep_dir("/tmp", 0);
 }

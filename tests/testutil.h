@@ -28,4 +28,28 @@ uint64_t tu_check(const void *elem, size_t elem_size);
 /* SPSC params in one line. */
 struct shmring_params tu_params(uint32_t elem_size, uint64_t capacity);
 
+/* A registered name of exactly len bytes (slash included), for probing NAME_MAX. */
+const char *tu_shm_name_len(size_t len);
+/* 1 if /dev/shm holds this name. */
+int tu_shm_exists(const char *name);
+
+/* The VmFlags line of /proc/self/smaps for the mapping holding addr (0, or -1 if none). */
+int tu_vmflags(const void *addr, char *flags, size_t len);
+/* 1 if that mapping carries the two-letter flag ("dd", "hg", "lo"), 0 if not, -1 if unknown. */
+int tu_has_vmflag(const void *addr, const char *flag);
+/* Lines of /proc/self/maps that contain needle (a shm name or a path): live mappings of it. */
+int tu_maps_count(const char *needle);
+
+/* Drops a capability (CAP_*) from this process's effective, permitted and inheritable sets.
+ * Returns 0 or -errno. For forked children that must run as an unprivileged user would. */
+int tu_drop_cap(int cap);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t tu_now_ms(void);
+
+/* Unlinks the test objects (in /dev/shm and /tmp) of processes that died without cleaning up:
+ * a sanitizer report or a crash ends a process without running atexit. Criterion's runner
+ * calls it once every test has ended. Returns how many it removed. */
+int tu_sweep_dead(void);
+
 #endif
