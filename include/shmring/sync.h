@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sleeping and waking: blocking variants, wait policy, peer liveness, a pollable fd, counters.
+ *
+ * Every blocking call takes an absolute CLOCK_MONOTONIC deadline (NULL waits forever), tries
+ * the non-blocking operation first, then spins (pause instruction) for the handle's budget,
+ * yields, and finally sleeps on a shared futex word (or a POSIX semaphore for rings created
+ * with SHMRING_F_SEMAPHORE) in slices of at most the handle's liveness bound. A signal never
+ * ends or stretches a wait. Returns as the non-blocking call does, or -ETIMEDOUT at the
+ * deadline, or -EPIPE when the peer role is gone: a consumer gets everything committed before
+ * the last producer died or closed, then -EPIPE; a producer whose consumers are gone gets
+ * -EPIPE when it would have to wait. A role that was never claimed is not "gone": waiting for
+ * a producer that has not attached yet is allowed.
+ *
+ * A publish costs no system call unless the other side is asleep: the waker reads one shared
+ * word (relaxed) after its release store; one wake covers a whole burst.
+ */
+#ifndef SHMRING_SYNC_H
+#define SHMRING_SYNC_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+struct shmring;
+
+/* Wait policy of one handle. Zero fields take the defaults. */
+struct shmring_wait_policy {
+	uint32_t
+	    spin_ns; /* busy-wait budget before yielding; default 20000 (UINT32_MAX = no spin) */
+	uint32_t yields;   /* sched_yield() calls before sleeping; default 4 */
+	uint32_t slice_ms; /* longest single sleep = liveness bound; default 100 */
+	uint32_t reserved_;
+};
+
+/* Sets (p != NULL) the policy of handle r. On a machine (or an affinity mask) with one CPU the
+ * spin budget is forced to zero: spinning there only delays the peer. Returns 0 or -EINVAL. */
+int shmring_set_wait_policy(struct shmring *r, const struct shmring_wait_policy *p);
+/* The policy in effect (after defaults and the one-CPU rule). */
+int shmring_get_wait_policy(const struct shmring *r, struct shmring_wait_policy *p);
+
+/* Per-handle counters of the slow paths (relaxed, never reset except by shmring_stats_reset). */
+struct shmring_stats {
+	uint64_t wake_syscalls;	   /* FUTEX_WAKE or sem_post issued by this handle */
+	uint64_t wait_syscalls;	   /* FUTEX_WAIT or sem_clockwait issued by this handle */
+	uint64_t barrier_syscalls; /* membarrier calls issued before sleeping */
+	uint64_t event_syscalls;   /* writes/reads on the event FIFO */
+	uint64_t spins;		   /* waits that ended while spinning */
+	uint64_t sleeps;	   /* waits that slept at least once */
+};
+int shmring_stats(const struct shmring *r, struct shmring_stats *out);
+void shmring_stats_reset(struct shmring *r);
+
+/* Roles, for shmring_peer_alive() and shmring_claim(). */
+enum shmring_role {
+	SHMRING_ROLE_PRODUCER = 0,
+	SHMRING_ROLE_CONSUMER = 1,
+};
+
+/*
+ * Declares that this handle acts as producer and/or consumer (SHMRING_F_PRODUCER,
+ * SHMRING_F_CONSUMER), as those flags do at open. The claim is an OFD lock on a byte of the
+ * segment's file (released by the kernel when the process dies), or for anonymous and caller's
+ * memory the pid and start time of the calling process (use it in a child after fork()).
+ * Returns 0, -EINVAL, -EBUSY (anonymous memory: no free slot), -errno.
+ */
+int shmring_claim(struct shmring *r, uint32_t role_flags);
+
+/* 1 if some live process holds role (enum shmring_role), 0 if none, -errno. Makes a system
+ * call (fcntl, or reads /proc). Any role. */
+int shmring_peer_alive(struct shmring *r, int role);
+
+/*
+ * A file descriptor that polls readable when the ring may have data (consumer). Named rings
+ * only: a FIFO "<segment>.ev" beside the shm object or file, so unrelated processes need not
+ * pass fds. Use: poll; on POLLIN call shmring_event_rearm(), pop until -EAGAIN; repeat.
+ * Cost: one write(2) by the producer per empty-to-non-empty transition while armed, one read
+ * and one barrier by the consumer per rearm; nothing while the event is not armed.
+ * Returns the fd (owned by the handle, closed by shmring_close), -EOPNOTSUPP (anonymous or
+ * caller's memory), -errno.
+ */
+int shmring_event_fd(struct shmring *r);
+/* Consumer: drains the fd and arms it. Returns 1 if data is already present (pop, do not
+ * poll), 0 (armed: poll now), -errno. */
+int shmring_event_rearm(struct shmring *r);
+
+/* ---- SPSC blocking variants: same returns as the non-blocking calls, plus -ETIMEDOUT and
+ * -EPIPE. Producer: push*, reserve. Consumer: pop*, peek. May block until deadline. */
+int shmring_spsc_push_wait(struct shmring *r, const void *elem, const struct timespec *deadline);
+int shmring_spsc_pop_wait(struct shmring *r, void *elem, const struct timespec *deadline);
+int shmring_spsc_push_burst_wait(struct shmring *r, const void *elems, unsigned n,
+				 const struct timespec *deadline);
+int shmring_spsc_pop_burst_wait(struct shmring *r, void *elems, unsigned n,
+				const struct timespec *deadline);
+int shmring_spsc_reserve_wait(struct shmring *r, unsigned n, void **slots,
+			      const struct timespec *deadline);
+int shmring_spsc_peek_wait(struct shmring *r, unsigned n, const void **slots,
+			   const struct timespec *deadline);
+
+/* Internal, called by the inline publish paths when the waiters word is non-zero. */
+void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters);
+
+#endif

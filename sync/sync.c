@@ -1,0 +1,853 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sleep and wake across processes (futex or POSIX semaphore), spin policy, peer liveness,
+ * the event FIFO. The hand-shake and its proof are described in sync/sync.h and modelled in
+ * sync/handshake.pml.
+ *
+ * Why an asymmetric barrier (membarrier) rather than a fence on publish: the publish path
+ * runs once per message (or burst) while sleeping is rare, so the full barrier belongs on the
+ * sleeper's side. Measured with bench/sync_bench.c on this machine (see the report / README):
+ * a seq_cst fence in every publish costs more per message than the whole non-blocking push,
+ * whereas membarrier(GLOBAL_EXPEDITED) adds a few microseconds to a sleep that already costs
+ * tens. Where membarrier is unavailable (old kernel, seccomp), the process sets the sticky
+ * _SHMRING_WQ_FENCE bit in both waiters words at attach; every waker then sees a non-zero
+ * word, takes the slow path and fences there (F2) before it looks again: a plain seq_cst
+ * fence per publish, option (c), for that ring only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../ring/internal.h"
+#include "sync.h"
+
+#define DEFAULT_SPIN_NS	 20000u
+#define DEFAULT_YIELDS	 4u
+#define DEFAULT_SLICE_MS 100u
+/* OFD lock bytes of the roles: far beyond any ring, so no other lock of the library meets them */
+#define LOCK_BYTE_BASE (1ll << 40)
+
+/* ---- process-wide: membarrier registration (the only global state, per issue 4) ------------ */
+
+static _Atomic int mb_state; /* 0 unknown, 1 usable, -1 not usable */
+static _Atomic pid_t mb_pid; /* process that registered (a fork child registers again) */
+
+static int membarrier(int cmd, unsigned flags)
+{
+	return (int)syscall(SYS_membarrier, cmd, flags, 0);
+}
+
+/* Registers this process as a target of MEMBARRIER_CMD_GLOBAL_EXPEDITED. Returns 1 if usable. */
+static int mb_register(void)
+{
+	pid_t me = getpid();
+
+	if (atomic_load(&mb_pid) == me)
+		return atomic_load(&mb_state) > 0;
+	int ok = 0;
+	if (!getenv("SHMRING_NO_MEMBARRIER")) {
+		int q = membarrier(MEMBARRIER_CMD_QUERY, 0);
+		if (q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		    (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
+		    membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0) == 0)
+			ok = 1;
+	}
+	atomic_store(&mb_state, ok ? 1 : -1);
+	atomic_store(&mb_pid, me);
+	return ok;
+}
+
+/* ---- time ---------------------------------------------------------------------------------- */
+
+void _shmring_now(struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
+int _shmring_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static uint64_t ts_ns(const struct timespec *t)
+{
+	return (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	_shmring_now(&t);
+	return ts_ns(&t);
+}
+
+static struct timespec ns_ts(uint64_t ns)
+{
+	return (struct timespec){(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* ---- counters ------------------------------------------------------------------------------- */
+
+#define COUNT(r, field) __atomic_fetch_add(&(r)->sync->st.field, 1, __ATOMIC_RELAXED)
+
+int shmring_stats(const struct shmring *r, struct shmring_stats *out)
+{
+	if (!r || !out || !r->sync)
+		return -EINVAL;
+	const struct shmring_stats *s = &r->sync->st;
+	out->wake_syscalls = __atomic_load_n(&s->wake_syscalls, __ATOMIC_RELAXED);
+	out->wait_syscalls = __atomic_load_n(&s->wait_syscalls, __ATOMIC_RELAXED);
+	out->barrier_syscalls = __atomic_load_n(&s->barrier_syscalls, __ATOMIC_RELAXED);
+	out->event_syscalls = __atomic_load_n(&s->event_syscalls, __ATOMIC_RELAXED);
+	out->spins = __atomic_load_n(&s->spins, __ATOMIC_RELAXED);
+	out->sleeps = __atomic_load_n(&s->sleeps, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void shmring_stats_reset(struct shmring *r)
+{
+	if (!r || !r->sync)
+		return;
+	struct shmring_stats *s = &r->sync->st;
+	__atomic_store_n(&s->wake_syscalls, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->wait_syscalls, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->barrier_syscalls, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->event_syscalls, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->spins, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->sleeps, 0, __ATOMIC_RELAXED);
+}
+
+/* ---- policy ---------------------------------------------------------------------------------- */
+
+/* One CPU for this thread (affinity) or for the machine: spinning only delays the peer. */
+static int one_cpu(void)
+{
+	cpu_set_t set;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) <= 1)
+		return 1;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) <= 1)
+		return 1;
+	return 0;
+}
+
+int shmring_set_wait_policy(struct shmring *r, const struct shmring_wait_policy *p)
+{
+	struct shmring_wait_policy d = {DEFAULT_SPIN_NS, DEFAULT_YIELDS, DEFAULT_SLICE_MS, 0};
+
+	if (!r || !r->sync)
+		return -EINVAL;
+	if (p) {
+		if (p->reserved_)
+			return -EINVAL;
+		if (p->spin_ns)
+			d.spin_ns = p->spin_ns == UINT32_MAX ? 0 : p->spin_ns;
+		if (p->yields)
+			d.yields = p->yields == UINT32_MAX ? 0 : p->yields;
+		if (p->slice_ms)
+			d.slice_ms = p->slice_ms;
+	}
+	if (one_cpu())
+		d.spin_ns = 0;
+	r->sync->pol = d;
+	return 0;
+}
+
+int shmring_get_wait_policy(const struct shmring *r, struct shmring_wait_policy *p)
+{
+	if (!r || !r->sync || !p)
+		return -EINVAL;
+	*p = r->sync->pol;
+	return 0;
+}
+
+/* ---- back-end: format, wake, sleep ---------------------------------------------------------- */
+
+void _shmring_sync_format(void *sync_part, uint32_t hflags)
+{
+	struct _shmring_syncarea *a = sync_part;
+
+	memset(a, 0, sizeof(*a));
+	if (hflags & _SHMRING_HF_SEM)
+		for (int i = 0; i < 2; i++)
+			sem_init(&a->wq[i].sem, 1, 0);
+}
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts,
+		  uint32_t bits)
+{
+	/* Shared futex (no FUTEX_PRIVATE_FLAG): the word is in memory mapped by other processes. */
+	return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, bits);
+}
+
+static void event_fire(struct shmring *r);
+
+/*
+ * glibc aborts the process ("The futex facility returned an unexpected error code") when a
+ * sem_t in shared memory holds garbage in its flags word. A peer's bug must not kill us, so we
+ * compare everything but the count word with a freshly initialised process-shared semaphore
+ * before each call. A hostile peer can still change it between the check and the call: the
+ * futex back-end, which parses nothing, is the one to use against hostile peers.
+ */
+static sem_t sem_model;
+static pthread_once_t sem_model_once = PTHREAD_ONCE_INIT;
+
+static void sem_model_init(void)
+{
+	sem_init(&sem_model, 1, 0);
+}
+
+static int sem_sane(sem_t *s)
+{
+	pthread_once(&sem_model_once, sem_model_init);
+	return memcmp((char *)s + 8, (char *)&sem_model + 8, sizeof(sem_t) - 8) == 0;
+}
+
+static void wake_q(struct shmring *r, struct _shmring_wq *q, uint32_t v, int force)
+{
+	if (v & _SHMRING_WQ_EVENT) {
+		if (atomic_fetch_and_explicit(&q->waiters, ~_SHMRING_WQ_EVENT,
+					      memory_order_relaxed) &
+		    _SHMRING_WQ_EVENT)
+			event_fire(r);
+	}
+	uint32_t n = v & _SHMRING_WQ_COUNT;
+	if (!n)
+		return;
+	/* A4: pairs with the seq_cst registration RMW in _shmring_wq_register(), which follows
+	 * the registrant's read of seq: we read that seq or a later one. */
+	uint32_t s = atomic_load_explicit(&q->seq, memory_order_acquire);
+	if (!force && (s & 0xffffu) != (v & _SHMRING_WQ_SSEQ) >> _SHMRING_WQ_SSEQ_SHIFT)
+		return; /* seq moved since the last registrant read it: all of them are awake */
+	/* R3: pairs with A3 in _shmring_wq_register(): a waiter that reads the new seq also
+	 * sees the position published before it. */
+	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+	if (r->sync->sem) {
+		if (n > 64)
+			n = 64;
+		if (!sem_sane(&q->sem))
+			return;
+		for (uint32_t i = 0; i < n; i++) {
+			sem_post(&q->sem);
+			COUNT(r, wake_syscalls);
+		}
+	} else {
+		futex(&q->seq, FUTEX_WAKE, INT_MAX, NULL, 0);
+		COUNT(r, wake_syscalls);
+	}
+}
+
+void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters)
+{
+	struct _shmring_wq *q =
+	    (struct _shmring_wq *)((char *)waiters - offsetof(struct _shmring_wq, waiters));
+	uint32_t v = atomic_load_explicit(waiters, memory_order_relaxed);
+
+	if (v & (_SHMRING_WQ_FENCE | _SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)) {
+		/* F2: pairs with F3 in _shmring_wq_register() (hot mode, or some process has no
+		 * membarrier): publish (R1/R2), fence, then look at the waiters again. */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	/* A4': the registration we see carries the seq its sleeper read (see A4). */
+	v = atomic_load_explicit(waiters, memory_order_acquire);
+	wake_q(r, q, v, 0);
+}
+
+void _shmring_wq_wake(struct shmring *r, int dir, int force)
+{
+	struct _shmring_wq *q = &r->sync->area->wq[dir];
+	/* F2': pairs with F3/M1 in _shmring_wq_register(), as in _shmring_wake(). */
+	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t v = atomic_load_explicit(&q->waiters, memory_order_relaxed);
+
+	if (force && !(v & _SHMRING_WQ_COUNT))
+		v |= 1; /* bump seq and wake even if no one seems registered */
+	wake_q(r, q, v, force);
+}
+
+/* The barrier of the sleeper's side: M1, or F3 without membarrier. */
+static void sleeper_barrier(struct shmring *r)
+{
+	if (atomic_load_explicit(&mb_state, memory_order_relaxed) > 0) {
+		/* M1: pairs with F1 in the publish paths (shmring/spsc.h): every CPU running a
+		 * registered process passes a full barrier, so a waker's load of the waiters word
+		 * either follows our registration or its position store precedes our re-check. */
+		if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0) == 0) {
+			COUNT(r, barrier_syscalls);
+			return;
+		}
+	}
+	/* F3: pairs with F2 in _shmring_wake(): classic Dekker with both sides fenced. */
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+uint32_t _shmring_wq_register(struct shmring *r, int dir)
+{
+	struct _shmring_wq *q = &r->sync->area->wq[dir];
+	/* A3: pairs with R3 in wake_q(): read before registering (see sync.h). */
+	uint32_t seq = atomic_load_explicit(&q->seq, memory_order_acquire);
+	uint32_t old = atomic_load_explicit(&q->waiters, memory_order_relaxed), nw;
+	int mb = atomic_load_explicit(&mb_state, memory_order_relaxed) > 0;
+
+	do {
+		if ((old & _SHMRING_WQ_COUNT) == _SHMRING_WQ_COUNT)
+			nw = old; /* saturated (a hostile peer): wakers still see it non-zero */
+		else
+			nw = (old & ~_SHMRING_WQ_SSEQ) + 1;
+		nw = (nw & ~_SHMRING_WQ_SSEQ) | ((seq & 0xffffu) << _SHMRING_WQ_SSEQ_SHIFT);
+		if (mb && !(old & (_SHMRING_WQ_HOT | _SHMRING_WQ_FENCE)))
+			nw |= _SHMRING_WQ_HOTP; /* wakers fence from now on; M1 below */
+	} while (!atomic_compare_exchange_weak_explicit(&q->waiters, &old, nw, memory_order_seq_cst,
+							memory_order_relaxed));
+
+	if (old & (_SHMRING_WQ_HOT | _SHMRING_WQ_FENCE)) {
+		/* F3: pairs with F2 in _shmring_wake(): every waker fences since HOT was set
+		 * after an M1 (or FENCE at attach). */
+		atomic_thread_fence(memory_order_seq_cst);
+	} else {
+		sleeper_barrier(r);
+		/* M1 done: every waker that missed HOTP has its store drained; the next
+		 * sleepers may skip M1 (hot mode). */
+		if (mb)
+			atomic_fetch_or_explicit(&q->waiters, _SHMRING_WQ_HOT,
+						 memory_order_relaxed);
+	}
+	return seq;
+}
+
+void _shmring_wq_unregister(struct shmring *r, int dir)
+{
+	struct _shmring_wq *q = &r->sync->area->wq[dir];
+	uint32_t v = atomic_load_explicit(&q->waiters, memory_order_relaxed);
+
+	/* Never below zero, whatever a peer wrote. */
+	while (v & _SHMRING_WQ_COUNT) {
+		if (atomic_compare_exchange_weak_explicit(
+			&q->waiters, &v, v - 1, memory_order_relaxed, memory_order_relaxed))
+			return;
+	}
+}
+
+int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct timespec *until)
+{
+	struct _shmring_wq *q = &r->sync->area->wq[dir];
+	int rc;
+
+	COUNT(r, wait_syscalls);
+	if (r->sync->sem) {
+		if (!sem_sane(&q->sem))
+			return -EPROTO;
+		rc = until ? sem_clockwait(&q->sem, CLOCK_MONOTONIC, until) : sem_wait(&q->sem);
+		if (rc == 0)
+			return 0;
+		return errno == ETIMEDOUT ? -ETIMEDOUT : errno == EINTR ? -EINTR : 0;
+	}
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time (no FUTEX_CLOCK_REALTIME). */
+	if (futex(&q->seq, FUTEX_WAIT_BITSET, seq, until, FUTEX_BITSET_MATCH_ANY) == 0)
+		return 0;
+	if (errno == ETIMEDOUT)
+		return -ETIMEDOUT;
+	if (errno == EINTR)
+		return -EINTR;
+	return 0; /* EAGAIN: seq moved, a wake came in between */
+}
+
+/* ---- liveness ----------------------------------------------------------------------------------
+ */
+
+/* Field 22 of /proc/pid/stat (start time in clock ticks since boot), or 0. */
+static uint64_t proc_start(pid_t pid)
+{
+	char path[64], buf[512];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+	if (!p)
+		return 0;
+	p++;
+	while (*p == ' ')
+		p++;
+	/* field 3, the state: a zombie has exited (its claim is gone) but keeps its start time
+	 * until its parent reaps it, and the parent may be the one waiting for us */
+	if (*p == 'Z' || *p == 'X' || *p == 'x')
+		return 0;
+	/* fields 3.. follow; field 22 is the 20th of them */
+	for (int f = 3; f < 22; f++) {
+		while (*p == ' ')
+			p++;
+		while (*p && *p != ' ')
+			p++;
+	}
+	return strtoull(p, NULL, 10);
+}
+
+static int slot_alive(uint64_t pid, uint64_t start)
+{
+	if (pid == 0 || pid > INT_MAX)
+		return 0;
+	if (start == 0)
+		return 1; /* being claimed */
+	return proc_start((pid_t)pid) == start;
+}
+
+/*
+ * Claims are per process. A child made by fork() shares its parent's open file descriptions,
+ * so it would keep the parent's OFD claims alive after the parent died; the child handler
+ * closes its copies (the parent's locks stay), and the child claims for itself if it wants.
+ */
+static pthread_mutex_t claims_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct _shmring_sync *claims_head;
+static pthread_once_t claims_once = PTHREAD_ONCE_INIT;
+
+static void claims_prepare(void)
+{
+	pthread_mutex_lock(&claims_mu);
+}
+
+static void claims_parent(void)
+{
+	pthread_mutex_unlock(&claims_mu);
+}
+
+static void claims_child(void)
+{
+	for (struct _shmring_sync *s = claims_head; s; s = s->next) {
+		for (int i = 0; i < 2; i++) {
+			if (s->lock_fd[i] >= 0)
+				close(s->lock_fd[i]);
+			s->lock_fd[i] = -1;
+			s->live_slot[i] = -1; /* the parent's pid, not ours */
+		}
+		s->roles = 0;
+	}
+	claims_head = NULL;
+	pthread_mutex_unlock(&claims_mu);
+}
+
+static void claims_init(void)
+{
+	pthread_atfork(claims_prepare, claims_parent, claims_child);
+}
+
+static void claims_link(struct _shmring_sync *s)
+{
+	pthread_once(&claims_once, claims_init);
+	pthread_mutex_lock(&claims_mu);
+	if (!s->linked) {
+		s->next = claims_head;
+		s->prev = NULL;
+		if (claims_head)
+			claims_head->prev = s;
+		claims_head = s;
+		s->linked = 1;
+	}
+	pthread_mutex_unlock(&claims_mu);
+}
+
+static void claims_unlink(struct _shmring_sync *s)
+{
+	pthread_mutex_lock(&claims_mu);
+	if (s->linked) {
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			claims_head = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+		s->linked = 0;
+	}
+	pthread_mutex_unlock(&claims_mu);
+}
+
+static int claim_role(struct shmring *r, int role)
+{
+	struct _shmring_sync *s = r->sync;
+	struct _shmring_live *lv = &s->area->live[role];
+	int fd = r->seg->fd;
+
+	if (s->lock_fd[role] >= 0 || s->live_slot[role] >= 0)
+		return 0;
+	if (fd >= 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		/* A new open file description of our own: its lock is this handle's claim, and
+		 * seg->fd (no locks) can see it with F_OFD_GETLK. */
+		int lfd = open(path, O_RDWR | O_CLOEXEC);
+		if (lfd < 0)
+			return -errno;
+		struct flock fl = {.l_type = F_RDLCK,
+				   .l_whence = SEEK_SET,
+				   .l_start = LOCK_BYTE_BASE + role,
+				   .l_len = 1};
+		if (fcntl(lfd, F_OFD_SETLK, &fl) != 0) {
+			int e = -errno;
+			close(lfd);
+			return e;
+		}
+		s->lock_fd[role] = lfd;
+		claims_link(s);
+	} else {
+		uint64_t me = (uint64_t)getpid(), st = proc_start(getpid());
+		int got = -1;
+		for (int i = 0; i < _SHMRING_LIVE_SLOTS && got < 0; i++) {
+			uint64_t pid = atomic_load(&lv->slot[i].pid);
+			if (pid && slot_alive(pid, atomic_load(&lv->slot[i].start)))
+				continue;
+			/* Free the slot of a dead holder first, then claim it from zero. */
+			if (pid && atomic_compare_exchange_strong(&lv->slot[i].pid, &pid, 0))
+				pid = 0;
+			if (pid == 0) {
+				atomic_store(&lv->slot[i].start, 0);
+				if (atomic_compare_exchange_strong(&lv->slot[i].pid, &pid, me))
+					got = i;
+			}
+		}
+		if (got < 0)
+			return -EBUSY;
+		atomic_store(&lv->slot[got].start, st);
+		s->live_slot[role] = got;
+	}
+	atomic_store(&lv->seen, 1);
+	return 0;
+}
+
+int _shmring_role_seen(struct shmring *r, int role)
+{
+	return atomic_load_explicit(&r->sync->area->live[role].seen, memory_order_relaxed) != 0;
+}
+
+int _shmring_role_alive(struct shmring *r, int role)
+{
+	if (r->seg->fd >= 0) {
+		struct flock fl = {.l_type = F_WRLCK,
+				   .l_whence = SEEK_SET,
+				   .l_start = LOCK_BYTE_BASE + role,
+				   .l_len = 1};
+		if (fcntl(r->seg->fd, F_OFD_GETLK, &fl) != 0)
+			return -errno;
+		return fl.l_type != F_UNLCK;
+	}
+	struct _shmring_live *lv = &r->sync->area->live[role];
+	for (int i = 0; i < _SHMRING_LIVE_SLOTS; i++)
+		if (slot_alive(atomic_load(&lv->slot[i].pid), atomic_load(&lv->slot[i].start)))
+			return 1;
+	return 0;
+}
+
+int shmring_peer_alive(struct shmring *r, int role)
+{
+	if (!r || !r->sync || (role != SHMRING_ROLE_PRODUCER && role != SHMRING_ROLE_CONSUMER))
+		return -EINVAL;
+	return _shmring_role_alive(r, role);
+}
+
+int shmring_claim(struct shmring *r, uint32_t role_flags)
+{
+	int rc = 0;
+
+	if (!r || !r->sync || (role_flags & ~(SHMRING_F_PRODUCER | SHMRING_F_CONSUMER)))
+		return -EINVAL;
+	mb_register(); /* a child after fork() registers for itself */
+	if (role_flags & SHMRING_F_PRODUCER)
+		rc = claim_role(r, _SHMRING_ROLE_PROD);
+	if (!rc && (role_flags & SHMRING_F_CONSUMER))
+		rc = claim_role(r, _SHMRING_ROLE_CONS);
+	if (!rc)
+		r->sync->roles |= (int)role_flags;
+	return rc;
+}
+
+static void drop_role(struct shmring *r, int role)
+{
+	struct _shmring_sync *s = r->sync;
+
+	if (s->lock_fd[role] >= 0) {
+		close(s->lock_fd[role]);
+		s->lock_fd[role] = -1;
+	}
+	if (s->live_slot[role] >= 0) {
+		uint64_t me = (uint64_t)getpid();
+		/* Only our own claim: a fork child closing an inherited handle leaves it. */
+		atomic_compare_exchange_strong(&s->area->live[role].slot[s->live_slot[role]].pid,
+					       &me, 0);
+		s->live_slot[role] = -1;
+	}
+}
+
+/* ---- handles ------------------------------------------------------------------------------------
+ */
+
+int _shmring_sync_handle_init(struct shmring *r, uint32_t hflags)
+{
+	struct _shmring_sync *s = calloc(1, sizeof(*s));
+	unsigned char *base = r->seg->base;
+
+	if (!s)
+		return -ENOMEM;
+	s->area = (struct _shmring_syncarea *)(base + r->seg->geo.part[_SHMRING_PART_SYNC].off);
+	s->sem = (hflags & _SHMRING_HF_SEM) != 0;
+	s->lock_fd[0] = s->lock_fd[1] = -1;
+	s->live_slot[0] = s->live_slot[1] = -1;
+	s->fifo_fd = s->fifo_wfd = -1;
+	r->sync = s;
+	r->wake_data = &s->area->wq[_SHMRING_DIR_DATA].waiters;
+	r->wake_space = &s->area->wq[_SHMRING_DIR_SPACE].waiters;
+	shmring_set_wait_policy(r, NULL);
+	if (!mb_register()) {
+		/* No asymmetric barrier here: every waker of this ring must fence (F2). */
+		atomic_fetch_or(r->wake_data, _SHMRING_WQ_FENCE);
+		atomic_fetch_or(r->wake_space, _SHMRING_WQ_FENCE);
+	}
+	return 0;
+}
+
+static int fifo_path(struct shmring *r, char *out, size_t n);
+
+void _shmring_sync_handle_fini(struct shmring *r)
+{
+	struct _shmring_sync *s = r->sync;
+
+	if (!s)
+		return;
+	int had = s->roles;
+	claims_unlink(s);
+	drop_role(r, _SHMRING_ROLE_PROD);
+	drop_role(r, _SHMRING_ROLE_CONS);
+	/* Peers asleep learn at once that a role may be gone (pipe close semantics). */
+	if (had & SHMRING_F_PRODUCER)
+		_shmring_wq_wake(r, _SHMRING_DIR_DATA, 1);
+	if (had & SHMRING_F_CONSUMER)
+		_shmring_wq_wake(r, _SHMRING_DIR_SPACE, 1);
+	if (s->fifo_fd >= 0) {
+		char path[PATH_MAX];
+		if (fifo_path(r, path, sizeof(path)) == 0)
+			unlink(path);
+		close(s->fifo_fd);
+	}
+	if (s->fifo_wfd >= 0)
+		close(s->fifo_wfd);
+	free(s);
+	r->sync = NULL;
+}
+
+int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out)
+{
+	uint32_t roles = flags & (SHMRING_F_PRODUCER | SHMRING_F_CONSUMER);
+
+	if (rc || !roles)
+		return rc;
+	rc = shmring_claim(*out, roles);
+	if (rc) {
+		shmring_close(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* ---- the wait loop ----------------------------------------------------------------------------
+ */
+
+/* A wait that did not sleep: leave hot mode if this handle has not slept for a second. */
+static int cool(struct shmring *r, int dir, int rc)
+{
+	struct _shmring_wq *q = &r->sync->area->wq[dir];
+
+	if (__builtin_expect(atomic_load_explicit(&q->waiters, memory_order_relaxed) &
+				 (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
+			     0) &&
+	    now_ns() - r->sync->last_sleep_ns > 1000000000ull)
+		atomic_fetch_and_explicit(&q->waiters, ~(_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
+					  memory_order_relaxed);
+	return rc;
+}
+
+int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg), void *arg,
+		  const struct timespec *deadline)
+{
+	struct _shmring_sync *s = r->sync;
+	int peer = dir == _SHMRING_DIR_DATA ? _SHMRING_ROLE_PROD : _SHMRING_ROLE_CONS;
+	uint64_t dl = deadline ? ts_ns(deadline) : UINT64_MAX;
+	int rc;
+
+	/* Spin: the pause instruction, checking the clock every 64 rounds. */
+	if (s->pol.spin_ns) {
+		uint64_t end = now_ns() + s->pol.spin_ns;
+		for (;;) {
+			for (int i = 0; i < 64; i++) {
+				rc = ready(r, arg);
+				if (rc) {
+					COUNT(r, spins);
+					return cool(r, dir, rc > 0 ? 0 : rc);
+				}
+				cpu_relax();
+			}
+			uint64_t t = now_ns();
+			if (t >= end || t >= dl)
+				break;
+		}
+	}
+	for (uint32_t y = 0; y < s->pol.yields; y++) {
+		sched_yield();
+		rc = ready(r, arg);
+		if (rc)
+			return cool(r, dir, rc > 0 ? 0 : rc);
+	}
+
+	/* Sleep, in slices. Liveness is checked before the first sleep and then once per slice of
+	 * elapsed time (not per slice that ran out: a signal every millisecond would otherwise
+	 * postpone it forever). A peer that closes wakes us (shmring_close); one that dies not. */
+	uint64_t next_live = 0;
+	COUNT(r, sleeps);
+	for (;;) {
+		rc = ready(r, arg);
+		if (rc)
+			return rc > 0 ? 0 : rc;
+		uint64_t t = now_ns();
+		if (t >= dl)
+			return -ETIMEDOUT;
+		uint64_t slice = (uint64_t)s->pol.slice_ms * 1000000ull;
+		int check = t >= next_live;
+		if (check)
+			next_live = t + slice;
+		if (check && _shmring_role_seen(r, peer) && _shmring_role_alive(r, peer) == 0) {
+			/* Gone: what it committed before dying is visible now (its exit ordered its
+			 * stores before the kernel dropped its claim). Last look, then EOF. */
+			rc = ready(r, arg);
+			if (rc)
+				return rc > 0 ? 0 : rc;
+			return -EPIPE;
+		}
+		uint64_t until = next_live < dl ? next_live : dl;
+		struct timespec uts = ns_ts(until);
+
+		uint32_t seq = _shmring_wq_register(r, dir);
+		rc = ready(r, arg);
+		if (rc == 0) {
+			/* Only a corrupt semaphore is an error; the rest means "look again". */
+			if (_shmring_wq_sleep(r, dir, seq, &uts) == -EPROTO)
+				rc = -EPROTO;
+			s->last_sleep_ns = now_ns();
+		}
+		_shmring_wq_unregister(r, dir);
+		if (rc)
+			return rc > 0 ? 0 : rc;
+		/* Woken, EINTR or end of slice: go round with the same absolute deadline. */
+	}
+}
+
+/* ---- the event FIFO
+ * ------------------------------------------------------------------------------ */
+
+static int fifo_path(struct shmring *r, char *out, size_t n)
+{
+	char link[64];
+	ssize_t k;
+
+	if (r->seg->fd < 0)
+		return -EOPNOTSUPP;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", r->seg->fd);
+	k = readlink(link, out, n - 4);
+	if (k <= 0 || (size_t)k >= n - 4)
+		return -ENAMETOOLONG;
+	out[k] = 0;
+	if (strstr(out, " (deleted)"))
+		return -ENOENT;
+	memcpy(out + k, ".ev", 4);
+	return 0;
+}
+
+static void event_fire(struct shmring *r)
+{
+	struct _shmring_sync *s = r->sync;
+
+	if (s->fifo_wfd < 0) {
+		char path[PATH_MAX];
+		if (fifo_path(r, path, sizeof(path)) != 0)
+			return;
+		s->fifo_wfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (s->fifo_wfd < 0)
+			return;
+	}
+	/* A full FIFO already says "readable": EAGAIN is fine. */
+	if (write(s->fifo_wfd, "", 1) < 0) {
+		/* nothing to do */
+	}
+	COUNT(r, event_syscalls);
+}
+
+int shmring_event_rearm(struct shmring *r)
+{
+	char buf[256];
+
+	if (!r || !r->sync || r->sync->fifo_fd < 0)
+		return -EINVAL;
+	if (r->kind != SHMRING_SPSC)
+		return -EOPNOTSUPP;
+	while (read(r->sync->fifo_fd, buf, sizeof(buf)) > 0)
+		COUNT(r, event_syscalls);
+	atomic_fetch_or(r->wake_data, _SHMRING_WQ_EVENT);
+	sleeper_barrier(r); /* M1/F3, as for a sleeper: arm, barrier, re-check */
+	/* A2': pairs with R1 in the publish path, as A2 does. */
+	uint64_t t = atomic_load_explicit(r->prod_pos, memory_order_acquire);
+	return t != r->c.head;
+}
+
+int shmring_event_fd(struct shmring *r)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (!r || !r->sync)
+		return -EINVAL;
+	if (r->sync->fifo_fd >= 0)
+		return r->sync->fifo_fd;
+	rc = fifo_path(r, path, sizeof(path));
+	if (rc)
+		return rc;
+	if (mkfifo(path, 0600) != 0 && errno != EEXIST)
+		return -errno;
+	/* O_RDWR: we never see EOF/POLLHUP when no producer holds the write end. */
+	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	r->sync->fifo_fd = fd;
+	rc = shmring_event_rearm(r);
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && write(fd, "", 1) < 0) {
+		/* data already there: make the fd readable now */
+	}
+	return fd;
+}
