@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * MPMC ring of fixed-size elements that no dead or descheduled process can wedge.
+ *
+ * Algorithm: Nikolaev's SCQ (DISC 2019). Two index rings of 2n entries each over n data slots:
+ * fq holds the free slot indices, aq the filled ones. A producer dequeues an index from fq,
+ * writes data[idx], enqueues idx into aq; a consumer dequeues from aq, reads data[idx], enqueues
+ * idx into fq. Head and tail move by fetch-and-add; an entry is one 64-bit word
+ * (cycle | safe | index) changed by single-width CAS or fetch-or. A process stopped at any
+ * instruction holds at most one index: it never blocks a position the others need, because a
+ * dequeuer that meets an entry not yet written for its cycle marks it and moves on, and an
+ * enqueuer that meets a used entry takes the next position.
+ *
+ * Two changes to SCQ, both for recovery of dead processes:
+ *  - a dequeue takes its entry in two steps: fetch-or of a CLAIMED bit (the index stays visible),
+ *    then, once the index is recorded in the participant record, fetch-or of the empty value.
+ *    So a process that dies between the two is still known to hold that index.
+ *  - every index has a hand-over count seq[idx], bumped by whoever takes it out of a queue. A dead
+ *    enqueuer's record (idx, seq, position) tells whether its enqueue landed.
+ * Each handle owns a participant record in the segment (owner = pid + start time) saying which
+ * phase it is in and which index it holds; shmring_mpmc_recover() finishes the operation of a
+ * dead owner. See shmring_mpmc_recover() for the exact guarantee.
+ *
+ * Entry word, with k = log2(capacity) and W = k + 2 index bits:
+ *   bits 0..W-1   index: 0..n-1 valid; CLAIMED (bit W-1) | index: taken, being recorded;
+ *                 all ones: empty
+ *   bit  W        safe bit of SCQ
+ *   bits W+1..63  cycle = position >> (k + 1)
+ * Cycle bits + position bits per cycle = 62: positions are valid below 2^62 (centuries).
+ *
+ * Return convention (as SPSC): 0 or a count on success, -EAGAIN when nothing moved (full or
+ * empty), -EPROTO when shared memory holds an impossible value (the handle is then broken),
+ * -EINVAL. Every loop is bounded. None of these calls blocks or makes a system call.
+ *
+ * A handle is one participant: use it from one thread at a time. After fork() a child must make
+ * its own handle (shmring_open, or shmring_attach on shmring_base()), never use its parent's.
+ */
+#ifndef SHMRING_MPMC_H
+#define SHMRING_MPMC_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <shmring/handle.h>
+
+/* Number of participant records: handles attached to one MPMC ring at the same time. */
+#define SHMRING_MPMC_PARTICIPANTS 64
+
+/* Internal: the shared participant record, one 128-byte block each. */
+struct _shmring_mpmc_rec {
+	_Atomic uint64_t owner; /* 0 free; pid | start time << 32 */
+	_Atomic uint64_t state; /* phase | queue << 8 (written last, with release) */
+	_Atomic uint64_t lo;	/* DEQ_FAA: lower bound of the position being taken */
+	_Atomic uint64_t pos;	/* DEQ/ENQ: the position taken by fetch-and-add */
+	_Atomic uint64_t idx;	/* HOLD/ENQ*: the index held */
+	_Atomic uint64_t seq;	/* HOLD/ENQ*: seq[idx] after our take */
+	uint64_t pad_[10];
+};
+
+/* Internal: a queue's control block in shared memory (three 128-byte blocks, then entries). */
+struct _shmring_scq_ctl {
+	_Atomic uint64_t head;
+	uint64_t pad0_[15];
+	_Atomic uint64_t tail;
+	uint64_t pad1_[15];
+	_Atomic int64_t threshold;
+	uint64_t pad2_[15];
+};
+
+/* Internal: phases of a participant record. */
+enum {
+	_SHMRING_MP_IDLE = 0,
+	_SHMRING_MP_DEQ_FAA = 1, /* about to fetch-and-add head; lo says from where */
+	_SHMRING_MP_DEQ = 2,	 /* head position pos taken */
+	_SHMRING_MP_HOLD = 3,	 /* index idx taken out of queue q (fq: filling; aq: reading) */
+	_SHMRING_MP_ENQ_FAA = 4, /* about to fetch-and-add tail to put idx into q */
+	_SHMRING_MP_ENQ = 5,	 /* tail position pos taken for idx */
+};
+#define _SHMRING_MP_AQ 0
+#define _SHMRING_MP_FQ 1
+
+/* Test hook points (see shmring_mpmc_set_hook). */
+enum shmring_mpmc_hook_point {
+	SHMRING_MPMC_HOOK_DEQ_FAA = 1, /* record says DEQ_FAA, fetch-and-add not done */
+	SHMRING_MPMC_HOOK_DEQ_POS = 2, /* fetch-and-add done, position not recorded */
+	SHMRING_MPMC_HOOK_CLAIMED = 3, /* entry CLAIMED, index not recorded */
+	SHMRING_MPMC_HOOK_HELD = 4,    /* index recorded, entry not yet emptied */
+	SHMRING_MPMC_HOOK_FILLED =
+	    5,			    /* producer: data written, not published (the parking point) */
+	SHMRING_MPMC_HOOK_READ = 6, /* consumer: data read, index not given back */
+	SHMRING_MPMC_HOOK_ENQ_FAA = 7,	/* record says ENQ_FAA */
+	SHMRING_MPMC_HOOK_ENQ_POS = 8,	/* tail taken, not recorded */
+	SHMRING_MPMC_HOOK_ENQ_CAS = 9,	/* recorded, entry not written */
+	SHMRING_MPMC_HOOK_ENQ_DONE = 10 /* entry written, record not idle */
+};
+
+/*
+ * Test hook: called at each point above with the queue (0 = filled, 1 = free). Returning
+ * non-zero abandons the operation on the spot, exactly as if the process had died there: the
+ * call returns -ECANCELED and the handle must not be used again except to close it (its record
+ * then stays for shmring_mpmc_recover()). A hook that sleeps parks the participant there.
+ * Internal to tests and fuzzing; NULL (the default) costs one predictable branch.
+ */
+typedef int (*shmring_mpmc_hook_fn)(struct shmring *r, int point, int queue, void *arg);
+int shmring_mpmc_set_hook(struct shmring *r, shmring_mpmc_hook_fn fn, void *arg);
+
+/*
+ * Test hook for liveness: recovery asks fn(owner, arg) instead of the kernel whether the owner
+ * of a record is alive (1) or dead (0). Owners are pid | start time << 32. Testing only.
+ */
+typedef int (*shmring_mpmc_alive_fn)(uint64_t owner, void *arg);
+int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void *arg);
+
+/*
+ * Testing only: sets the owner word this handle's record shows (so a fuzzer can simulate many
+ * processes in one). Returns 0 or -EINVAL.
+ */
+int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
+
+/*
+ * Recovery. For every participant record whose owner is dead (kill(pid, 0) fails with ESRCH, or
+ * /proc/<pid>/stat field 22 differs from the recorded start time), finishes the operation that
+ * owner was in, so that every index it held goes back to a queue and capacity does not shrink:
+ *  - a producer that died before its element was completely written: the index returns to the
+ *    free queue; that element is lost (it was never pushed: push had not returned);
+ *  - a producer that died after writing its element (push may or may not have returned): the
+ *    element is published, exactly once;
+ *  - a consumer that died after taking an element out of the filled queue (whether or not it had
+ *    copied it out): the element is dropped, never delivered again, and its slot freed;
+ *  - a participant that died between a fetch-and-add on a head and recording it: the element
+ *    that landed at that position (if any) is dropped and its slot freed.
+ * So a dead process loses at most the one element it was handling, and an element is never
+ * delivered twice. Recovery is itself safe to kill: a later call resumes it.
+ * Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead record could
+ * not be finished yet because a live participant was mid-step (call again), -EPROTO. Any role;
+ * never blocks (it reads /proc). Cost: O(records), plus O(capacity) for each dead participant
+ * that died inside its few-instruction fetch-and-add window.
+ */
+int shmring_mpmc_recover(struct shmring *r);
+
+/* Approximate number of elements in the ring (exact when quiescent), or -EPROTO. Any role. */
+int64_t shmring_mpmc_size(struct shmring *r);
+
+/* ---- internals of the hot path ---------------------------------------------------------- */
+
+static inline uint64_t _shmring_mp_ent(const struct shmring *r, uint64_t cyc, uint64_t safe,
+				       uint64_t idx)
+{
+	return cyc << (r->m.w + 1) | safe << r->m.w | idx;
+}
+#define _SHMRING_MP_CYC(r, e)  ((e) >> ((r)->m.w + 1))
+#define _SHMRING_MP_SAFE(r, e) (((e) >> (r)->m.w) & 1u)
+#define _SHMRING_MP_IDX(r, e)  ((e) & (r)->m.bot)
+
+/* Entry of position p: consecutive positions go to different 128-byte blocks. */
+static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q, uint64_t p)
+{
+	uint64_t j = p & r->m.emask;
+
+	if (r->m.emask >= 255)
+		j = (j & 15) * ((r->m.emask + 1) >> 4) + (j >> 4);
+	return r->m.ent[q] + j;
+}
+
+static inline int _shmring_mp_break(struct shmring *r)
+{
+	r->broken = 1;
+	return -EPROTO;
+}
+
+static inline void _shmring_mp_state(struct _shmring_mpmc_rec *rec, int phase, int q)
+{
+	/* R5: pairs with A5 in recovery: the fields written before the phase are visible with it.
+	 */
+	atomic_store_explicit(&rec->state, (uint64_t)phase | (uint64_t)q << 8,
+			      memory_order_release);
+}
+
+#define _SHMRING_MP_HOOK(r, pt, q)                                                                 \
+	do {                                                                                       \
+		if (__builtin_expect((r)->m.hook != NULL, 0) &&                                    \
+		    (r)->m.hook((r), (pt), (q), (r)->m.hook_arg))                                  \
+			return -ECANCELED;                                                         \
+	} while (0)
+
+/* Bound on the attempts of one enqueue or dequeue; a correct ring needs far fewer. */
+static inline uint64_t _shmring_mp_budget(const struct shmring *r)
+{
+	return 8 * (r->m.emask + 1) + (1u << 16);
+}
+
+/*
+ * Internal: SCQ enqueue of index idx (seq s) into queue q through record rec. Always finds room
+ * in a correct ring (only n indices exist for 2n entries). Returns 0, -EPROTO, -ECANCELED.
+ */
+static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
+				  uint64_t idx, uint64_t s)
+{
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+	uint64_t budget = _shmring_mp_budget(r);
+
+	atomic_store_explicit(&rec->idx, idx, memory_order_relaxed);
+	atomic_store_explicit(&rec->seq, s, memory_order_relaxed);
+	while (budget--) {
+		_shmring_mp_state(rec, _SHMRING_MP_ENQ_FAA, q);
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_FAA, q);
+		/* F1: acq_rel. Release: our record (R5) is visible to whoever sees this tail. */
+		uint64_t t = atomic_fetch_add_explicit(&c->tail, 1, memory_order_acq_rel);
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_POS, q);
+		if (t >= (1ull << 62))
+			return _shmring_mp_break(r);
+		atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
+		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q);
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
+		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, t);
+		uint64_t tc = t >> r->m.ishift;
+		/* A3: pairs with R3/R4 in the dequeue: an emptied entry's index is no longer read.
+		 */
+		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+		for (;;) {
+			uint64_t ei = _SHMRING_MP_IDX(r, e);
+			if (ei != r->m.bot && (ei & ~r->m.claimed) >= r->capacity)
+				return _shmring_mp_break(r);
+			if (_SHMRING_MP_CYC(r, e) >= tc || ei != r->m.bot)
+				break;
+			if (!_SHMRING_MP_SAFE(r, e) &&
+			    atomic_load_explicit(&c->head, memory_order_relaxed) > t)
+				break;
+			/* R2: pairs with A2 in the dequeue: data[idx] (written before) is visible
+			 * to the consumer that sees this entry. */
+			if (atomic_compare_exchange_weak_explicit(
+				slot, &e, _shmring_mp_ent(r, tc, 1, idx), memory_order_acq_rel,
+				memory_order_acquire)) {
+				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
+				if (atomic_load_explicit(&c->threshold, memory_order_relaxed) !=
+				    r->m.thr_max)
+					atomic_store_explicit(&c->threshold, r->m.thr_max,
+							      memory_order_relaxed);
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, q);
+				return 0;
+			}
+		}
+	}
+	return _shmring_mp_break(r);
+}
+
+/* Internal: SCQ catch-up: moves tail up to head after dequeuers overshot. Bounded. */
+static inline void _shmring_mp_catchup(struct _shmring_scq_ctl *c, uint64_t t, uint64_t h)
+{
+	for (int i = 0; i < 64; i++) {
+		if (atomic_compare_exchange_weak_explicit(&c->tail, &t, h, memory_order_relaxed,
+							  memory_order_relaxed))
+			return;
+		h = atomic_load_explicit(&c->head, memory_order_relaxed);
+		t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+		if (t >= h)
+			return;
+	}
+}
+
+/*
+ * Internal: SCQ dequeue from queue q through record rec. On success stores the index in *idx and
+ * its new seq in *s, with the record in phase HOLD. Returns 0, -EAGAIN (empty), -EPROTO,
+ * -ECANCELED.
+ */
+static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
+				  uint64_t *idx, uint64_t *s)
+{
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+	uint64_t budget = _shmring_mp_budget(r);
+
+	if (r->broken)
+		return -EPROTO;
+	if (atomic_load_explicit(&c->threshold, memory_order_relaxed) < 0)
+		return -EAGAIN;
+	while (budget--) {
+		atomic_store_explicit(&rec->lo, r->m.lo[q], memory_order_relaxed);
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, q);
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_FAA, q);
+		/* F2: acq_rel. Release: the DEQ_FAA record (R5) is visible to a recovery that
+		 * sees this head (A6 in ring/mpmc.c). */
+		uint64_t h = atomic_fetch_add_explicit(&c->head, 1, memory_order_acq_rel);
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_POS, q);
+		if (h >= (1ull << 62))
+			return _shmring_mp_break(r);
+		atomic_store_explicit(&rec->pos, h, memory_order_relaxed);
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ, q);
+		r->m.lo[q] = h + 1;
+		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, h);
+		uint64_t hc = h >> r->m.ishift;
+		/* A2: pairs with R2 in the enqueue: the data of the index we find is visible. */
+		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+		for (;;) {
+			uint64_t ec = _SHMRING_MP_CYC(r, e), ei = _SHMRING_MP_IDX(r, e);
+			if (ei != r->m.bot && (ei & ~r->m.claimed) >= r->capacity)
+				return _shmring_mp_break(r);
+			if (ec == hc && ei != r->m.bot) {
+				if (ei & r->m.claimed)
+					break; /* recovery took it (thought us dead): next position
+						*/
+				/* Only the holder of position h (us) or recovery takes this entry.
+				 */
+				uint64_t old = atomic_fetch_or_explicit(slot, r->m.claimed,
+									memory_order_acq_rel);
+				if (_SHMRING_MP_IDX(r, old) != ei)
+					break; /* recovery got there first */
+				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_CLAIMED, q);
+				uint64_t ns =
+				    atomic_load_explicit(&r->m.seq[ei], memory_order_relaxed) + 1;
+				atomic_store_explicit(&rec->idx, ei, memory_order_relaxed);
+				atomic_store_explicit(&rec->seq, ns, memory_order_relaxed);
+				_shmring_mp_state(rec, _SHMRING_MP_HOLD, q);
+				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_HELD, q);
+				atomic_store_explicit(&r->m.seq[ei], ns, memory_order_relaxed);
+				/* R3: pairs with A3 in the enqueue and A4 in recovery: seq[idx] is
+				 * bumped before the entry shows empty. */
+				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+				*idx = ei;
+				*s = ns;
+				return 0;
+			}
+			if (ec >= hc)
+				break; /* newer: ours is gone */
+			uint64_t ne = ei == r->m.bot
+					  ? _shmring_mp_ent(r, hc, _SHMRING_MP_SAFE(r, e), ei)
+					  : _shmring_mp_ent(r, ec, 0, ei);
+			/* R4: a late enqueuer for h now fails (cycle), or sees the entry unsafe. */
+			if (atomic_compare_exchange_weak_explicit(
+				slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
+				break;
+		}
+		uint64_t t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+		if (t <= h + 1) {
+			_shmring_mp_catchup(c, t, h + 1);
+			atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed);
+			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q);
+			return -EAGAIN;
+		}
+		if (atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed) <= 0) {
+			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q);
+			return -EAGAIN;
+		}
+	}
+	return _shmring_mp_break(r);
+}
+
+/* ---- the API ---------------------------------------------------------------------------- */
+
+/*
+ * Producer. Copies one element in. Returns 0, -EAGAIN (full), -EPROTO. Non-blocking. Lock-free:
+ * no other process, stopped anywhere, can make it wait.
+ */
+static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
+{
+	struct _shmring_mpmc_rec *rec = r->m.rec;
+	uint64_t idx, s;
+	int rc = _shmring_mp_deq(r, rec, _SHMRING_MP_FQ, &idx, &s);
+
+	if (__builtin_expect(rc != 0, 0))
+		return rc;
+	_shmring_copy(r->data + idx * r->elem_size, elem, r->elem_size);
+	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_FILLED, _SHMRING_MP_AQ);
+	return _shmring_mp_enq(r, rec, _SHMRING_MP_AQ, idx, s);
+}
+
+/* Consumer. Copies one element out. Returns 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
+static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
+{
+	struct _shmring_mpmc_rec *rec = r->m.rec;
+	uint64_t idx, s;
+	int rc = _shmring_mp_deq(r, rec, _SHMRING_MP_AQ, &idx, &s);
+
+	if (__builtin_expect(rc != 0, 0))
+		return rc;
+	_shmring_copy(elem, r->data + idx * r->elem_size, r->elem_size);
+	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_READ, _SHMRING_MP_FQ);
+	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_FQ, idx, s);
+	return rc;
+}
+
+/* Producer. Pushes up to n elements (in order). Returns how many (1..n), 0 when n is 0, -EAGAIN
+ * (full), -EPROTO. Non-blocking. */
+static inline int shmring_mpmc_push_burst(struct shmring *r, const void *elems, unsigned n)
+{
+	const unsigned char *p = elems;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		int rc = shmring_mpmc_push(r, p + (size_t)i * r->elem_size);
+		if (rc < 0)
+			return i ? (int)i : rc;
+	}
+	return (int)n;
+}
+
+/* Consumer. Pops up to n elements. Returns how many (1..n), 0 when n is 0, -EAGAIN (empty),
+ * -EPROTO. Non-blocking. */
+static inline int shmring_mpmc_pop_burst(struct shmring *r, void *elems, unsigned n)
+{
+	unsigned char *p = elems;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		int rc = shmring_mpmc_pop(r, p + (size_t)i * r->elem_size);
+		if (rc < 0)
+			return i ? (int)i : rc;
+	}
+	return (int)n;
+}
+
+#endif

@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * MPMC ring: layout, formatting, participant records, liveness and recovery. The hot paths are
+ * in include/shmring/mpmc.h, which explains the algorithm (Nikolaev's SCQ) and the entry word.
+ *
+ * Recovery adopts the record of a dead participant (CAS of its owner word to our own identity)
+ * and finishes the operation that record describes, step by step, through the same record: if
+ * the recovering process dies too, the record again has a dead owner and a consistent phase, and
+ * the next recovery resumes it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+enum {
+	_PART_AQ = 4,	/* filled queue: control blocks, then 2n entries */
+	_PART_FQ = 5,	/* free queue */
+	_PART_RECS = 6, /* participant records */
+	_PART_SEQ = 7,	/* hand-over count of each index */
+};
+
+#define CTL_SIZE ((uint64_t)sizeof(struct _shmring_scq_ctl))
+_Static_assert(sizeof(struct _shmring_scq_ctl) == 3 * _SHMRING_BLOCK, "ctl is 3 blocks");
+_Static_assert(sizeof(struct _shmring_mpmc_rec) == _SHMRING_BLOCK, "a record is one block");
+
+static uint64_t round_block(uint64_t x)
+{
+	return (x + _SHMRING_BLOCK - 1) & ~(uint64_t)(_SHMRING_BLOCK - 1);
+}
+
+static unsigned log2u(uint64_t x)
+{
+	return (unsigned)(63 - __builtin_clzll(x));
+}
+
+uint64_t _shmring_mpmc_layout(struct _shmring_layout *l, uint64_t off)
+{
+	uint64_t q = CTL_SIZE + round_block(2 * l->capacity * 8);
+
+	l->part[_PART_AQ] = (struct _shmring_part){off, q};
+	off += q;
+	l->part[_PART_FQ] = (struct _shmring_part){off, q};
+	off += q;
+	l->part[_PART_RECS] = (struct _shmring_part){off, (uint64_t)SHMRING_MPMC_PARTICIPANTS *
+							      sizeof(struct _shmring_mpmc_rec)};
+	off += l->part[_PART_RECS].size;
+	l->part[_PART_SEQ] = (struct _shmring_part){off, l->capacity * 8};
+	off += round_block(l->capacity * 8);
+	return off;
+}
+
+/* Fills the handle-side geometry (never from shared memory: from the validated layout). */
+static void geometry(struct shmring *r, unsigned char *base, const struct _shmring_layout *g)
+{
+	unsigned k = log2u(g->capacity);
+
+	for (int q = 0; q < 2; q++) {
+		unsigned char *p = base + g->part[q == 0 ? _PART_AQ : _PART_FQ].off;
+		r->m.ctl[q] = (struct _shmring_scq_ctl *)p;
+		r->m.ent[q] = (_Atomic uint64_t *)(p + CTL_SIZE);
+	}
+	r->m.recs = (struct _shmring_mpmc_rec *)(base + g->part[_PART_RECS].off);
+	r->m.seq = (_Atomic uint64_t *)(base + g->part[_PART_SEQ].off);
+	r->capacity = g->capacity;
+	r->m.w = k + 2;
+	r->m.ishift = k + 1;
+	r->m.emask = 2 * g->capacity - 1;
+	r->m.bot = (1ull << r->m.w) - 1;
+	r->m.claimed = 1ull << (r->m.w - 1);
+	r->m.thr_max = (int64_t)(3 * g->capacity - 1);
+}
+
+void _shmring_mpmc_format(void *mem, const struct _shmring_layout *l)
+{
+	struct shmring r;
+	uint64_t n = l->capacity;
+
+	memset(&r, 0, sizeof(r));
+	geometry(&r, mem, l);
+	memset(r.m.recs, 0, l->part[_PART_RECS].size);
+	memset((void *)r.m.seq, 0, l->part[_PART_SEQ].size);
+	for (int q = 0; q < 2; q++) {
+		for (uint64_t j = 0; j < 2 * n; j++)
+			atomic_init(&r.m.ent[q][j], _shmring_mp_ent(&r, 0, 1, r.m.bot));
+		/* Positions start at 2n (cycle 1), so every entry (cycle 0) is older. */
+		atomic_init(&r.m.ctl[q]->head, 2 * n);
+		atomic_init(&r.m.ctl[q]->tail, 2 * n);
+		atomic_init(&r.m.ctl[q]->threshold, -1);
+	}
+	/* The free queue starts full: index i at position 2n + i. */
+	for (uint64_t i = 0; i < n; i++)
+		atomic_init(_shmring_mp_slot(&r, _SHMRING_MP_FQ, 2 * n + i),
+			    _shmring_mp_ent(&r, 1, 1, i));
+	atomic_init(&r.m.ctl[_SHMRING_MP_FQ]->tail, 3 * n);
+	atomic_init(&r.m.ctl[_SHMRING_MP_FQ]->threshold, r.m.thr_max);
+}
+
+/* ---- liveness ---------------------------------------------------------------------------- */
+
+/* Start time (field 22 of /proc/<pid>/stat, clock ticks since boot), low 32 bits; 0 if the
+ * process is gone or a zombie (*gone set). */
+static uint32_t start_time(pid_t pid, int *gone)
+{
+	char path[64], buf[1024];
+	*gone = 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*gone = errno == ENOENT || errno == ESRCH;
+		return 0;
+	}
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0) {
+		*gone = 1;
+		return 0;
+	}
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p++;
+	/* p is at " S ppid ...": field 3 is the state. */
+	char state = p[1];
+	if (state == 'Z' || state == 'X') {
+		*gone = 1;
+		return 0;
+	}
+	for (int field = 2; field < 22 && *p; p++)
+		if (*p == ' ')
+			field++;
+	return (uint32_t)strtoull(p, NULL, 10);
+}
+
+static uint64_t self_owner(void)
+{
+	int gone;
+	pid_t pid = getpid();
+	return (uint64_t)(uint32_t)pid | (uint64_t)start_time(pid, &gone) << 32;
+}
+
+/* 1 alive, 0 dead. A process we cannot see for lack of permission counts as alive. */
+static int owner_alive(struct shmring *r, uint64_t owner)
+{
+	if (r->m.alive)
+		return r->m.alive(owner, r->m.alive_arg) != 0;
+	pid_t pid = (pid_t)(uint32_t)owner;
+	if (pid <= 0)
+		return 0;
+	if (pid == getpid())
+		return (owner >> 32) == (r->m.owner >> 32);
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return 0;
+	int gone;
+	uint32_t st = start_time(pid, &gone);
+	if (gone)
+		return 0;
+	return st == 0 || st == (uint32_t)(owner >> 32);
+}
+
+/* ---- handles ------------------------------------------------------------------------------ */
+
+int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
+			      const struct _shmring_layout *g)
+{
+	geometry(r, base, g);
+	r->m.owner = self_owner();
+	for (int q = 0; q < 2; q++)
+		r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
+	/* A free record first; else an idle one whose owner died. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS; i++) {
+			struct _shmring_mpmc_rec *rec = &r->m.recs[i];
+			uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
+			if (pass == 0 ? o != 0
+				      : (o == 0 || owner_alive(r, o) ||
+					 (atomic_load_explicit(&rec->state, memory_order_acquire) &
+					  0xff) != _SHMRING_MP_IDLE))
+				continue;
+			/* A7: pairs with R7 in handle_fini/recovery: the record is idle. */
+			if (atomic_compare_exchange_strong_explicit(&rec->owner, &o, r->m.owner,
+								    memory_order_acq_rel,
+								    memory_order_relaxed)) {
+				atomic_store_explicit(&rec->state, _SHMRING_MP_IDLE,
+						      memory_order_relaxed);
+				r->m.rec = rec;
+				return 0;
+			}
+		}
+	}
+	return -EUSERS;
+}
+
+void _shmring_mpmc_handle_fini(struct shmring *r)
+{
+	struct _shmring_mpmc_rec *rec = r->m.rec;
+
+	if (!rec)
+		return;
+	/* A record left mid-operation (abandoned by the test hook) stays for recovery. */
+	if ((atomic_load_explicit(&rec->state, memory_order_relaxed) & 0xff) != _SHMRING_MP_IDLE)
+		return;
+	uint64_t o = r->m.owner;
+	/* R7: pairs with A7 in handle_init. */
+	atomic_compare_exchange_strong_explicit(&rec->owner, &o, 0, memory_order_release,
+						memory_order_relaxed);
+}
+
+int shmring_mpmc_set_hook(struct shmring *r, shmring_mpmc_hook_fn fn, void *arg)
+{
+	if (!r || r->kind != SHMRING_MPMC)
+		return -EINVAL;
+	r->m.hook = fn;
+	r->m.hook_arg = arg;
+	return 0;
+}
+
+int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void *arg)
+{
+	if (!r || r->kind != SHMRING_MPMC)
+		return -EINVAL;
+	r->m.alive = fn;
+	r->m.alive_arg = arg;
+	return 0;
+}
+
+int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner)
+{
+	if (!r || r->kind != SHMRING_MPMC || !r->m.rec || owner == 0)
+		return -EINVAL;
+	atomic_store_explicit(&r->m.rec->owner, owner, memory_order_release);
+	r->m.owner = owner;
+	return 0;
+}
+
+int64_t shmring_mpmc_size(struct shmring *r)
+{
+	if (!r || r->kind != SHMRING_MPMC)
+		return -EINVAL;
+	if (r->broken)
+		return -EPROTO;
+	struct _shmring_scq_ctl *c = r->m.ctl[_SHMRING_MP_AQ];
+	uint64_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+	if (t <= h)
+		return 0;
+	return t - h > r->capacity ? (int64_t)r->capacity : (int64_t)(t - h);
+}
+
+/* ---- recovery ----------------------------------------------------------------------------- */
+
+/* Position of entry number k (inverse of _shmring_mp_slot's remap), given its cycle. */
+static uint64_t entry_pos(const struct shmring *r, uint64_t k, uint64_t cyc)
+{
+	uint64_t j = k;
+	if (r->m.emask >= 255) {
+		uint64_t stride = (r->m.emask + 1) >> 4;
+		j = (k % stride) * 16 + k / stride;
+	}
+	return cyc << r->m.ishift | j;
+}
+
+/*
+ * A participant that died between its fetch-and-add on the head of q and recording the position
+ * may have left an element there that nobody will take ("stranded"): a valid, unclaimed entry at
+ * a position p, lo <= p < head. Only the process that took p may take it, so such an entry
+ * belongs to a dead process unless a live one is still in that window (it protects every p >= its
+ * lo) or has recorded p (any record in DEQ at p protects it: a dead one is recovered through its
+ * own record). Returns a position to take through self, UINT64_MAX if none, -EAGAIN (as
+ * UINT64_MAX - 1) if only protected-by-the-living ones remain, UINT64_MAX - 2 on corruption.
+ */
+#define NO_POS	     UINT64_MAX
+#define DEFERRED_POS (UINT64_MAX - 1)
+#define CORRUPT_POS  (UINT64_MAX - 2)
+static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self, int q, uint64_t lo)
+{
+	uint64_t prot[SHMRING_MPMC_PARTICIPANTS], minlo = UINT64_MAX;
+	int np = 0, deferred = 0;
+
+	/* A6: pairs with F2 in _shmring_mp_deq(): the record of whoever took a position below h
+	 * (written before its fetch-and-add) is visible to the loads below. */
+	uint64_t h = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_acquire);
+	if (h >= (1ull << 62))
+		return CORRUPT_POS;
+	for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS; i++) {
+		struct _shmring_mpmc_rec *x = &r->m.recs[i];
+		if (x == self)
+			continue;
+		/* A5: pairs with R5: the fields written before this phase are visible. */
+		uint64_t st = atomic_load_explicit(&x->state, memory_order_acquire);
+		if (((st >> 8) & 0xff) != (uint64_t)q)
+			continue;
+		if ((st & 0xff) == _SHMRING_MP_DEQ)
+			prot[np++] = atomic_load_explicit(&x->pos, memory_order_relaxed);
+		else if ((st & 0xff) == _SHMRING_MP_DEQ_FAA) {
+			uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
+			uint64_t xl = atomic_load_explicit(&x->lo, memory_order_relaxed);
+			if (o != 0 && owner_alive(r, o) && xl < minlo)
+				minlo = xl;
+		}
+	}
+	for (uint64_t k = 0; k <= r->m.emask; k++) {
+		uint64_t e = atomic_load_explicit(&r->m.ent[q][k], memory_order_acquire);
+		uint64_t ei = _SHMRING_MP_IDX(r, e);
+		if (ei == r->m.bot || (ei & r->m.claimed))
+			continue;
+		if (ei >= r->capacity)
+			return CORRUPT_POS;
+		uint64_t p = entry_pos(r, k, _SHMRING_MP_CYC(r, e));
+		if (p < lo || p >= h)
+			continue;
+		int mine = 1;
+		for (int i = 0; i < np; i++)
+			if (prot[i] == p)
+				mine = 0;
+		if (!mine)
+			continue;
+		if (p >= minlo) {
+			deferred = 1;
+			continue;
+		}
+		return p;
+	}
+	return deferred ? DEFERRED_POS : NO_POS;
+}
+
+/* Finishes the operation of the adopted record rec. Returns 0, -EAGAIN, -EPROTO. */
+static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
+{
+	for (int step = 0; step < 16; step++) {
+		/* A5: pairs with R5. */
+		uint64_t st = atomic_load_explicit(&rec->state, memory_order_acquire);
+		uint64_t ph = st & 0xff, q = (st >> 8) & 0xff;
+		uint64_t pos = atomic_load_explicit(&rec->pos, memory_order_relaxed);
+		uint64_t idx = atomic_load_explicit(&rec->idx, memory_order_relaxed);
+		uint64_t s = atomic_load_explicit(&rec->seq, memory_order_relaxed);
+
+		if (st >> 16 || q > 1 || ph > _SHMRING_MP_ENQ)
+			return -EPROTO;
+		if (ph >= _SHMRING_MP_HOLD && idx >= r->capacity)
+			return -EPROTO;
+		if ((ph == _SHMRING_MP_DEQ || ph >= _SHMRING_MP_HOLD) && pos >= (1ull << 62))
+			return -EPROTO;
+		switch (ph) {
+		case _SHMRING_MP_IDLE:
+			return 0;
+		case _SHMRING_MP_DEQ_FAA: {
+			uint64_t lo = atomic_load_explicit(&rec->lo, memory_order_relaxed);
+			uint64_t p = find_stranded(r, rec, (int)q, lo);
+			if (p == CORRUPT_POS)
+				return -EPROTO;
+			if (p == DEFERRED_POS)
+				return -EAGAIN;
+			if (p == NO_POS) {
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+				break;
+			}
+			atomic_store_explicit(&rec->pos, p, memory_order_relaxed);
+			_shmring_mp_state(rec, _SHMRING_MP_DEQ, (int)q);
+			break;
+		}
+		case _SHMRING_MP_DEQ: {
+			_Atomic uint64_t *slot = _shmring_mp_slot(r, (int)q, pos);
+			/* A4: pairs with R3: an emptied entry's seq bump is visible. */
+			uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+			uint64_t ei = _SHMRING_MP_IDX(r, e);
+			if (_SHMRING_MP_CYC(r, e) != pos >> r->m.ishift || ei == r->m.bot) {
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+				break;
+			}
+			if ((ei & ~r->m.claimed) >= r->capacity)
+				return -EPROTO;
+			if (!(ei & r->m.claimed)) {
+				uint64_t old = atomic_fetch_or_explicit(slot, r->m.claimed,
+									memory_order_acq_rel);
+				if (_SHMRING_MP_IDX(r, old) != ei) {
+					/* someone else took it: not ours */
+					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+					break;
+				}
+			}
+			idx = ei & ~r->m.claimed;
+			uint64_t ns =
+			    atomic_load_explicit(&r->m.seq[idx], memory_order_relaxed) + 1;
+			atomic_store_explicit(&rec->idx, idx, memory_order_relaxed);
+			atomic_store_explicit(&rec->seq, ns, memory_order_relaxed);
+			_shmring_mp_state(rec, _SHMRING_MP_HOLD, (int)q);
+			break;
+		}
+		case _SHMRING_MP_HOLD: {
+			/* Finish the take (seq bump, entry emptied) if the owner died inside it. */
+			_Atomic uint64_t *slot = _shmring_mp_slot(r, (int)q, pos);
+			uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+			if (_SHMRING_MP_CYC(r, e) == pos >> r->m.ishift &&
+			    _SHMRING_MP_IDX(r, e) == (idx | r->m.claimed)) {
+				atomic_store_explicit(&r->m.seq[idx], s, memory_order_relaxed);
+				/* R3 (recovery side): pairs with A3/A4. */
+				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+			}
+			/* Whether filling (from fq) or reading (from aq): dropped; slot freed. */
+			int rc = _shmring_mp_enq(r, rec, _SHMRING_MP_FQ, idx, s);
+			if (rc < 0)
+				return rc == -ECANCELED ? -EAGAIN : rc;
+			break;
+		}
+		case _SHMRING_MP_ENQ_FAA:
+		case _SHMRING_MP_ENQ: {
+			if (ph == _SHMRING_MP_ENQ) {
+				_Atomic uint64_t *slot = _shmring_mp_slot(r, (int)q, pos);
+				/* A4: pairs with R3: if the entry was emptied, seq moved. */
+				uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+				int landed = _SHMRING_MP_CYC(r, e) == pos >> r->m.ishift &&
+					     (_SHMRING_MP_IDX(r, e) & ~r->m.claimed) == idx &&
+					     _SHMRING_MP_IDX(r, e) != r->m.bot;
+				if (landed || atomic_load_explicit(&r->m.seq[idx],
+								   memory_order_relaxed) != s) {
+					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+					break;
+				}
+			}
+			/* Not published: publish it (a filled element is delivered once; a free
+			 * index goes back to the free queue). */
+			int rc = _shmring_mp_enq(r, rec, (int)q, idx, s);
+			if (rc < 0)
+				return rc == -ECANCELED ? -EAGAIN : rc;
+			break;
+		}
+		}
+	}
+	return -EPROTO;
+}
+
+int shmring_mpmc_recover(struct shmring *r)
+{
+	int done = 0, again = 0;
+
+	if (!r || r->kind != SHMRING_MPMC)
+		return -EINVAL;
+	if (r->broken)
+		return -EPROTO;
+	for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS; i++) {
+		struct _shmring_mpmc_rec *rec = &r->m.recs[i];
+		if (rec == r->m.rec)
+			continue;
+		uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
+		if (o == 0 || owner_alive(r, o))
+			continue;
+		/* Adopt it: from now on its owner is us (and alive). */
+		if (!atomic_compare_exchange_strong_explicit(
+			&rec->owner, &o, r->m.owner, memory_order_acq_rel, memory_order_relaxed))
+			continue;
+		int rc = finish(r, rec);
+		if (rc == -EAGAIN) {
+			/* Give it back to its dead owner; a later call resumes. */
+			uint64_t me = r->m.owner;
+			atomic_compare_exchange_strong_explicit(
+			    &rec->owner, &me, o, memory_order_release, memory_order_relaxed);
+			again = 1;
+			continue;
+		}
+		if (rc < 0) {
+			r->broken = 1;
+			return rc;
+		}
+		uint64_t me = r->m.owner;
+		/* R7: pairs with A7 in handle_init: the record is idle and free. */
+		atomic_compare_exchange_strong_explicit(&rec->owner, &me, 0, memory_order_release,
+							memory_order_relaxed);
+		done++;
+	}
+	return again && done == 0 ? -EAGAIN : done;
+}

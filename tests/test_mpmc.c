@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+/* MPMC ring: single-thread semantics, participant records, every death point through the test
+ * hook, the parked producer, multi-process runs and kill injection. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static struct shmring_params mp_params(uint32_t es, uint64_t cap)
+{
+	struct shmring_params p = {0};
+	p.kind = SHMRING_MPMC;
+	p.elem_size = es;
+	p.capacity = cap;
+	return p;
+}
+
+/* A second handle (own participant record) on the same anonymous mapping. */
+static struct shmring *mp_attach(struct shmring *r)
+{
+	size_t len;
+	void *base = shmring_base(r, &len);
+	struct shmring_params e = mp_params(0, 0);
+	struct shmring *h = NULL;
+	cr_assert_eq(shmring_attach(base, len, &e, &h), 0);
+	return h;
+}
+
+Test(mpmc, fifo_single_thread)
+{
+	uint64_t caps[] = {1, 2, 8, 64, 1024};
+	for (unsigned c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+		struct shmring_params p = mp_params(8, caps[c]);
+		struct shmring *r;
+		cr_assert_eq(shmring_create_anon(&p, &r), 0);
+		cr_assert_eq(shmring_kind(r), SHMRING_MPMC);
+		uint64_t next_in = 0, next_out = 0, v;
+		for (int round = 0; round < 50; round++) {
+			unsigned k = (unsigned)(round * 7 % (caps[c] + 1));
+			for (unsigned i = 0; i < k; i++, next_in++)
+				cr_assert_eq(shmring_mpmc_push(r, &next_in), 0);
+			cr_assert_eq(shmring_mpmc_size(r), (int64_t)k);
+			if (k == caps[c])
+				cr_assert_eq(shmring_mpmc_push(r, &v), -EAGAIN);
+			for (unsigned i = 0; i < k; i++, next_out++) {
+				cr_assert_eq(shmring_mpmc_pop(r, &v), 0);
+				cr_assert_eq(v, next_out);
+			}
+			cr_assert_eq(shmring_mpmc_pop(r, &v), -EAGAIN);
+		}
+		shmring_close(r);
+	}
+}
+
+Test(mpmc, burst_and_odd_sizes)
+{
+	struct shmring_params p = mp_params(13, 16);
+	struct shmring *r;
+	unsigned char in[40 * 13], out[40 * 13];
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	for (unsigned i = 0; i < sizeof(in); i++)
+		in[i] = (unsigned char)(i * 31 + 7);
+	cr_assert_eq(shmring_mpmc_push_burst(r, in, 40), 16);
+	cr_assert_eq(shmring_mpmc_push_burst(r, in, 1), -EAGAIN);
+	cr_assert_eq(shmring_mpmc_pop_burst(r, out, 40), 16);
+	cr_assert_eq(memcmp(in, out, 16 * 13), 0);
+	cr_assert_eq(shmring_mpmc_pop_burst(r, out, 4), -EAGAIN);
+	cr_assert_eq(shmring_mpmc_push_burst(r, in, 0), 0);
+	shmring_close(r);
+}
+
+Test(mpmc, geometry_and_kind)
+{
+	struct shmring_params p = mp_params(8, 1ull << 30);
+	cr_assert_gt(shmring_memsize(&p), (ssize_t)(1ull << 35));
+	p = mp_params(8, 3);
+	cr_assert_eq(shmring_memsize(&p), -EINVAL);
+	const char *name = tu_shm_name("mpmc-kind");
+	p = mp_params(8, 8);
+	struct shmring *r, *s;
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	struct shmring_params spsc = tu_params(8, 8);
+	cr_assert_eq(shmring_open(name, &spsc, &s), -EPROTO);
+	cr_assert_eq(shmring_open(name, &p, &s), 0);
+	uint64_t v = 5;
+	cr_assert_eq(shmring_mpmc_push(r, &v), 0);
+	cr_assert_eq(shmring_mpmc_pop(s, &v), 0);
+	cr_assert_eq(v, 5);
+	shmring_close(s);
+	shmring_close(r);
+}
+
+Test(mpmc, participant_records)
+{
+	struct shmring_params p = mp_params(8, 4);
+	struct shmring *r, *h[SHMRING_MPMC_PARTICIPANTS];
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	size_t len;
+	void *base = shmring_base(r, &len);
+	for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS - 1; i++)
+		h[i] = mp_attach(r);
+	struct shmring_params e = mp_params(0, 0);
+	cr_assert_eq(shmring_attach(base, len, &e, &h[63]), -EUSERS);
+	shmring_close(h[5]);
+	h[5] = mp_attach(r);
+	for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS - 1; i++)
+		shmring_close(h[i]);
+	cr_assert_eq(shmring_mpmc_recover(r), 0);
+	shmring_close(r);
+}
+
+/* ---- deaths at every hook point, through the test hook ----------------------------------- */
+
+#define FAKE_OWNER 0xdead00000001ull
+static int die_point, die_queue;
+static int hook_die(struct shmring *r, int point, int queue, void *arg)
+{
+	(void)r;
+	(void)arg;
+	return point == die_point && queue == die_queue;
+}
+static int alive_unless_fake(uint64_t owner, void *arg)
+{
+	(void)arg;
+	return owner != FAKE_OWNER;
+}
+
+/* Fills a ring, kills a producer or consumer (simulated) at point pt on queue q, recovers, and
+ * checks: no duplicate, at most one loss, full capacity afterwards. */
+static void death_case(int producer, int pt, int q)
+{
+	enum { CAP = 8 };
+	struct shmring_params p = mp_params(8, CAP);
+	struct shmring *r, *v;
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
+	v = mp_attach(r);
+	shmring_mpmc_set_owner(v, FAKE_OWNER);
+	uint64_t x;
+	int seen[64] = {0}, npushed = 0;
+	for (uint64_t i = 0; i < CAP / 2; i++, npushed++)
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0);
+	die_point = pt;
+	die_queue = q;
+	shmring_mpmc_set_hook(v, hook_die, NULL);
+	uint64_t victim = 100;
+	int rc = producer ? shmring_mpmc_push(v, &victim) : shmring_mpmc_pop(v, &x);
+	if (rc == 0 && !producer)
+		seen[x]++;
+	int died = rc == -ECANCELED;
+	shmring_close(v); /* leaves the record if it died */
+	int rec = shmring_mpmc_recover(r);
+	cr_assert(rec >= 0, "recover: %d", rec);
+	cr_assert_eq(rec, died, "point %d q %d producer %d: rc %d rec %d", pt, q, producer, rc,
+		     rec);
+	int victim_seen = 0, n = 0;
+	while (shmring_mpmc_pop(r, &x) == 0) {
+		if (x == 100)
+			victim_seen++;
+		else
+			cr_assert_eq(seen[x]++, 0, "duplicate %lu", (unsigned long)x);
+		n++;
+	}
+	cr_assert_leq(victim_seen, 1);
+	int lost = 0;
+	for (int i = 0; i < npushed; i++)
+		lost += seen[i] == 0;
+	cr_assert_leq(lost, producer ? 0 : 1, "point %d: lost %d", pt, lost);
+	/* Capacity intact. */
+	for (uint64_t i = 0; i < CAP; i++)
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0, "capacity shrank (point %d)", pt);
+	cr_assert_eq(shmring_mpmc_push(r, &x), -EAGAIN);
+	for (uint64_t i = 0; i < CAP; i++) {
+		cr_assert_eq(shmring_mpmc_pop(r, &x), 0);
+		cr_assert_eq(x, i);
+	}
+	shmring_close(r);
+}
+
+Test(mpmc, death_at_every_point)
+{
+	for (int producer = 0; producer < 2; producer++)
+		for (int pt = SHMRING_MPMC_HOOK_DEQ_FAA; pt <= SHMRING_MPMC_HOOK_ENQ_DONE; pt++)
+			for (int q = 0; q < 2; q++)
+				death_case(producer, pt, q);
+}
+
+/* ---- a parked producer ------------------------------------------------------------------- */
+
+static _Atomic int parked, release_park;
+static int hook_park(struct shmring *r, int point, int queue, void *arg)
+{
+	(void)r;
+	(void)queue;
+	(void)arg;
+	if (point == SHMRING_MPMC_HOOK_FILLED) {
+		atomic_store(&parked, 1);
+		while (!atomic_load(&release_park))
+			usleep(100);
+	}
+	return 0;
+}
+
+static void *parked_producer(void *arg)
+{
+	struct shmring *h = arg;
+	uint64_t v = 999999;
+	shmring_mpmc_set_hook(h, hook_park, NULL);
+	cr_assert_eq(shmring_mpmc_push(h, &v), 0);
+	return NULL;
+}
+
+Test(mpmc, parked_producer_does_not_block_others)
+{
+	struct shmring_params p = mp_params(8, 16);
+	struct shmring *r, *h;
+	pthread_t t;
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	h = mp_attach(r);
+	cr_assert_eq(pthread_create(&t, NULL, parked_producer, h), 0);
+	while (!atomic_load(&parked))
+		usleep(100);
+	/* The parked producer holds one slot, claimed and filled, not published. */
+	uint64_t x;
+	for (uint64_t i = 0; i < 10000; i++) {
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0, "push %lu", (unsigned long)i);
+		cr_assert_eq(shmring_mpmc_pop(r, &x), 0);
+		cr_assert_eq(x, i);
+	}
+	/* 15 of 16 slots usable while one is parked. */
+	for (uint64_t i = 0; i < 15; i++)
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0);
+	cr_assert_eq(shmring_mpmc_push(r, &x), -EAGAIN);
+	atomic_store(&release_park, 1);
+	pthread_join(t, NULL);
+	int n = 0, got = 0;
+	while (shmring_mpmc_pop(r, &x) == 0) {
+		got += x == 999999;
+		n++;
+	}
+	cr_assert_eq(n, 16);
+	cr_assert_eq(got, 1);
+	shmring_close(h);
+	shmring_close(r);
+}
+
+static void dump(struct shmring *r);
+/* Recovers until nothing is deferred (bounded), dumping the records if it never settles. */
+static int recover_all(struct shmring *r)
+{
+	int rc = 0;
+	for (int i = 0; i < 20000; i++) {
+		rc = shmring_mpmc_recover(r);
+		if (rc != -EAGAIN)
+			return rc;
+		usleep(100);
+	}
+	dump(r);
+	return rc;
+}
+
+static void dump(struct shmring *r)
+{
+	for (int q = 0; q < 2; q++)
+		fprintf(stderr, "q%d head %lu tail %lu thr %ld\n", q,
+			(unsigned long)r->m.ctl[q]->head, (unsigned long)r->m.ctl[q]->tail,
+			(long)r->m.ctl[q]->threshold);
+	for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS; i++) {
+		struct _shmring_mpmc_rec *x = &r->m.recs[i];
+		if (x->owner)
+			fprintf(stderr, "rec %d owner %lx state %lx lo %lu pos %lu idx %lu\n", i,
+				(unsigned long)x->owner, (unsigned long)x->state,
+				(unsigned long)x->lo, (unsigned long)x->pos, (unsigned long)x->idx);
+	}
+	for (int q = 0; q < 2; q++) {
+		fprintf(stderr, "q%d:", q);
+		for (uint64_t k = 0; k <= r->m.emask; k++)
+			fprintf(stderr, " %lx", (unsigned long)r->m.ent[q][k]);
+		fprintf(stderr, "\n");
+	}
+}
+
+/* ---- multi-process ----------------------------------------------------------------------- */
+
+#define MAXP	 8
+#define MAXC	 8
+#define PER_CONS (1u << 17)
+
+struct shared {
+	_Atomic uint64_t pushed[MAXP]; /* pushes returned so far, per producer */
+	_Atomic uint64_t ngot[MAXC];
+	_Atomic int stop;
+	uint64_t got[MAXC][PER_CONS]; /* producer << 40 | counter */
+};
+
+struct payload {
+	uint32_t prod, pad;
+	uint64_t cnt;
+};
+
+/* Children die with the test, and give up after a few seconds rather than spin forever. */
+static time_t child_setup(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	return time(NULL) + 5;
+}
+
+static void producer_main(const char *name, struct shared *sh, int id, uint64_t n)
+{
+	time_t deadline = child_setup();
+	struct shmring_params e = mp_params(0, 0);
+	struct shmring *r;
+	if (shmring_open(name, &e, &r) != 0)
+		_exit(2);
+	struct payload pl = {(uint32_t)id, 0, 0};
+	for (uint64_t c = 0; c < n;) {
+		pl.cnt = c;
+		int rc = shmring_mpmc_push(r, &pl);
+		if (rc == 0) {
+			atomic_store(&sh->pushed[id], ++c);
+		} else if (rc == -EAGAIN) {
+			if (time(NULL) > deadline)
+				_exit(5);
+			sched_yield();
+		} else {
+			_exit(3);
+		}
+	}
+	shmring_close(r);
+	_exit(0);
+}
+
+static void consumer_main(const char *name, struct shared *sh, int id)
+{
+	time_t deadline = child_setup();
+	struct shmring_params e = mp_params(0, 0);
+	struct shmring *r;
+	if (shmring_open(name, &e, &r) != 0)
+		_exit(2);
+	struct payload pl;
+	int idle = 0;
+	for (;;) {
+		int rc = shmring_mpmc_pop(r, &pl);
+		if (rc == 0) {
+			uint64_t k = atomic_load(&sh->ngot[id]);
+			if (k >= PER_CONS)
+				_exit(4);
+			sh->got[id][k] = (uint64_t)pl.prod << 40 | pl.cnt;
+			atomic_store(&sh->ngot[id], k + 1);
+			idle = 0;
+		} else if (rc == -EAGAIN) {
+			if (atomic_load(&sh->stop) && ++idle > 3)
+				break;
+			if (time(NULL) > deadline + 2)
+				_exit(5);
+			sched_yield();
+		} else {
+			_exit(3);
+		}
+	}
+	shmring_close(r);
+	_exit(0);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/*
+ * One run: np producers, nc consumers, n elements each. kill_us >= 0: SIGKILL one random child
+ * after that many microseconds, then recover. Checks every guarantee. Returns 1 if a process was
+ * killed before it finished.
+ */
+static int mp_run(int np, int nc, uint64_t n, uint64_t cap, long kill_us, uint64_t *seed)
+{
+	const char *name = tu_shm_name("mpmc-mp");
+	struct shmring_params p = mp_params(sizeof(struct payload), cap);
+	struct shmring *r;
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	struct shared *sh =
+	    mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(sh, MAP_FAILED);
+	pid_t pids[MAXP + MAXC];
+	for (int i = 0; i < np; i++)
+		if ((pids[i] = fork()) == 0)
+			producer_main(name, sh, i, n);
+	for (int i = 0; i < nc; i++)
+		if ((pids[np + i] = fork()) == 0)
+			consumer_main(name, sh, i);
+	int victim = -1, killed = 0;
+	if (kill_us >= 0) {
+		victim = (int)(rnd(seed) % (uint64_t)(np + nc));
+		usleep((useconds_t)kill_us);
+		kill(pids[victim], SIGKILL);
+		int st = tu_wait(pids[victim]);
+		killed = st == 128 + SIGKILL;
+		cr_assert(killed || st == 0, "victim status %d", st);
+		int rc = recover_all(r);
+		if (rc < 0) {
+			for (int i = 0; i < np + nc; i++)
+				kill(pids[i], SIGKILL);
+		}
+		cr_assert(rc >= 0, "recover %d", rc);
+	}
+	for (int i = 0; i < np; i++)
+		if (i != victim) {
+			int st = tu_wait(pids[i]);
+			if (st != 0)
+				dump(r);
+			cr_assert_eq(st, 0, "producer %d (victim %d of %d+%d)", i, victim, np, nc);
+		}
+	atomic_store(&sh->stop, 1);
+	for (int i = 0; i < nc; i++)
+		if (np + i != victim)
+			cr_assert_eq(tu_wait(pids[np + i]), 0, "consumer %d", i);
+	/* A killed consumer may have left elements behind: drain them here. */
+	int rc = recover_all(r);
+	cr_assert(rc >= 0, "final recover %d", rc);
+	static uint64_t extra[1 << 12];
+	int nextra = 0;
+	struct payload pl;
+	while (shmring_mpmc_pop(r, &pl) == 0 && nextra < (1 << 12))
+		extra[nextra++] = (uint64_t)pl.prod << 40 | pl.cnt;
+
+	/* Every element at most once; each producer's order kept per consumer. */
+	uint64_t total = 0;
+	for (int i = 0; i < np; i++)
+		total += atomic_load(&sh->pushed[i]) + 1;
+	unsigned char *seen = calloc((size_t)np * (n + 1), 1);
+	for (int c = 0; c <= nc; c++) {
+		uint64_t last[MAXP];
+		memset(last, 0xff, sizeof(last));
+		uint64_t k = c < nc ? atomic_load(&sh->ngot[c]) : (uint64_t)nextra;
+		uint64_t *g = c < nc ? sh->got[c] : extra;
+		for (uint64_t j = 0; j < k; j++) {
+			uint64_t pr = g[j] >> 40, cnt = g[j] & ((1ull << 40) - 1);
+			cr_assert_lt(pr, (uint64_t)np);
+			cr_assert_lt(cnt, n);
+			cr_assert_eq(seen[pr * (n + 1) + cnt]++, 0, "duplicate %lu/%lu",
+				     (unsigned long)pr, (unsigned long)cnt);
+			if (c < nc) {
+				cr_assert(last[pr] == UINT64_MAX || cnt > last[pr],
+					  "order: producer %lu: %lu after %lu", (unsigned long)pr,
+					  (unsigned long)cnt, (unsigned long)last[pr]);
+				last[pr] = cnt;
+			}
+		}
+	}
+	/* Loss: every push that returned is delivered, except at most one if a consumer died.
+	 * A producer killed right after its push returned shows one more (delivered once). */
+	uint64_t lost = 0;
+	for (int i = 0; i < np; i++) {
+		uint64_t done = atomic_load(&sh->pushed[i]);
+		for (uint64_t c = 0; c < done; c++)
+			lost += seen[i * (n + 1) + c] == 0;
+		for (uint64_t c = done + 1; c < n; c++)
+			cr_assert_eq(seen[i * (n + 1) + c], 0, "never pushed, delivered");
+	}
+	int consumer_killed = killed && victim >= np;
+	cr_assert_leq(lost, consumer_killed ? 1u : 0u, "lost %lu (victim %d)", (unsigned long)lost,
+		      victim);
+	(void)total;
+	/* Capacity intact: the parent can fill the whole ring. */
+	for (uint64_t i = 0; i < cap; i++)
+		cr_assert_eq(shmring_mpmc_push(r, &pl), 0, "capacity shrank at %lu",
+			     (unsigned long)i);
+	cr_assert_eq(shmring_mpmc_push(r, &pl), -EAGAIN);
+	free(seen);
+	munmap(sh, sizeof(*sh));
+	shmring_close(r);
+	shmring_unlink(name);
+	return killed;
+}
+
+Test(mpmc, processes_2x2)
+{
+	uint64_t s = 1;
+	mp_run(2, 2, 40000, 64, -1, &s);
+}
+
+Test(mpmc, processes_4x4)
+{
+	uint64_t s = 1;
+	mp_run(4, 4, 15000, 64, -1, &s);
+}
+
+Test(mpmc, processes_8x8_small_ring)
+{
+	uint64_t s = 1;
+	mp_run(8, 8, 6000, 8, -1, &s);
+}
+
+Test(mpmc, kill_injection_200_runs, .timeout = 120)
+{
+	uint64_t seed = (uint64_t)time(NULL) * 2654435761u | 1;
+	int killed = 0;
+	const char *env = getenv("MPMC_KILL_RUNS");
+	int runs = env ? atoi(env) : 200;
+	for (int i = 0; i < runs; i++) {
+		int np = 1 + (int)(rnd(&seed) % 3), nc = 2 + (int)(rnd(&seed) % 2);
+		killed += mp_run(np, nc, 3000, 16, (long)(rnd(&seed) % 15000), &seed);
+	}
+	cr_log_info("kill injection: %d runs, %d processes killed mid-run", runs, killed);
+	cr_assert_gt(killed, runs / 4);
+}
