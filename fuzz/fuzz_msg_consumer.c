@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_msg_consumer: arbitrary bytes as the ring's data and positions, read by the consumer
+ * side (and the producer side's view of the consumer position) of a message ring, with a
+ * hostile peer rewriting bytes between calls. The rings must never read or write outside the
+ * segment (ASan sits right behind it), never hand out a record outside the data part, never
+ * loop without bound, and once -EPROTO was returned say -EPROTO forever.
+ *
+ * Input: byte 0: bit 0 MPSC, bit 1 a producer handle too; byte 1: log2 capacity 6 + b % 5;
+ * 8 bytes consumer position, 8 bytes producer position; then capacity bytes of data (missing
+ * bytes are zero); then (op, offset16, value) triples: op % 6 picks peek+release, recv,
+ * recover, a producer send, a byte write into the data, a position write.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <shmring/shmring.h>
+
+#define CAP_MAX	 1024u
+#define CHECK(c) ((c) ? (void)0 : __builtin_trap())
+
+struct input {
+	const uint8_t *p;
+	size_t n;
+};
+
+static uint8_t next8(struct input *in)
+{
+	if (!in->n)
+		return 0;
+	in->n--;
+	return *in->p++;
+}
+
+static uint64_t next64(struct input *in)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)next8(in) << (8 * i);
+	return v;
+}
+
+static int dead_all(uint32_t pid, void *arg)
+{
+	(void)pid;
+	(void)arg;
+	return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct input in = {data, size};
+	struct shmring_params prm = {0};
+	struct shmring *r, *pr = NULL;
+	uint8_t b0 = next8(&in);
+	uint64_t cap = 1ull << (6 + next8(&in) % 5);
+	static uint8_t buf[CAP_MAX];
+
+	prm.kind = (b0 & 1) ? SHMRING_MSG_MPSC : SHMRING_MSG;
+	prm.capacity = cap;
+	ssize_t sz = shmring_memsize(&prm);
+	CHECK(sz > 0);
+	/* Exactly the segment's size, so that ASan catches a byte past it. */
+	uint8_t *mem = aligned_alloc(128, ((size_t)sz + 127) & ~(size_t)127);
+	CHECK(mem != NULL);
+	CHECK(shmring_init(mem, (size_t)sz, &prm) == 0);
+	CHECK(shmring_attach(mem, (size_t)sz, &prm, &r) == 0);
+	if (b0 & 2)
+		CHECK(shmring_attach(mem, (size_t)sz, &prm, &pr) == 0);
+	uint8_t *d = r->data;
+	CHECK(d + cap <= mem + sz);
+	atomic_store(r->cons_pos, next64(&in));
+	atomic_store(r->prod_pos, next64(&in));
+	for (uint64_t i = 0; i < cap; i++)
+		d[i] = next8(&in);
+	/* A fresh handle sees the hostile positions at attach. */
+	struct shmring *c2;
+	if (shmring_attach(mem, (size_t)sz, &prm, &c2) == 0) {
+		shmring_close(r);
+		r = c2;
+	}
+
+	int broken = 0;
+	for (unsigned ops = 0; ops < 256; ops++) {
+		uint8_t op = next8(&in) % 6;
+		uint32_t off = next8(&in);
+		off |= (uint32_t)next8(&in) << 8;
+		uint8_t val = next8(&in);
+		const void *p;
+		uint32_t n, t;
+		int rc = 0;
+
+		switch (op) {
+		case 0:
+			/* Each successful peek consumes at least 8 bytes; the ring holds at most
+			 * cap, and a peek reads the producer position at most once. */
+			for (unsigned k = 0; k <= cap / 8 + 1; k++) {
+				rc = shmring_msg_peek(r, &p, &n, &t);
+				if (rc)
+					break;
+				CHECK((const uint8_t *)p >= d + 8 &&
+				      (const uint8_t *)p + n <= d + cap);
+				CHECK(n <= shmring_msg_max(r));
+				volatile uint8_t sink = 0;
+				for (uint32_t i = 0; i < n; i++)
+					sink ^= ((const uint8_t *)p)[i];
+				(void)sink;
+				CHECK(shmring_msg_release(r) == 0);
+			}
+			break;
+		case 1:
+			rc = shmring_msg_recv(r, buf, off % (CAP_MAX + 1), &t);
+			CHECK(rc < 0 || (uint32_t)rc <= off % (CAP_MAX + 1));
+			break;
+		case 2:
+			rc = shmring_msg_recover(r, dead_all, NULL);
+			CHECK(rc == 0 || rc == 1 || rc == -EPROTO);
+			break;
+		case 3:
+			if (pr) {
+				int prc = shmring_msg_send(pr, buf, off % (uint32_t)(cap / 4), val);
+				CHECK(prc == 0 || prc == -EAGAIN || prc == -EPROTO ||
+				      prc == -EMSGSIZE);
+			}
+			break;
+		case 4:
+			d[off % cap] = val;
+			break;
+		case 5:
+			if (val & 1)
+				atomic_store(r->prod_pos, atomic_load(r->prod_pos) + (off & 0x7ff) -
+							      (val & 0x80 ? 0x400 : 0));
+			else
+				atomic_store(r->cons_pos, off);
+			break;
+		}
+		if (op <= 2) {
+			if (broken)
+				CHECK(rc == -EPROTO);
+			if (rc == -EPROTO)
+				broken = 1;
+			CHECK(broken == shmring_is_broken(r));
+		}
+	}
+	if (pr)
+		shmring_close(pr);
+	shmring_close(r);
+	free(mem);
+	return 0;
+}

@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Message rings: variable-length byte records, SPSC (SHMRING_MSG) and MPSC (SHMRING_MSG_MPSC).
+ *
+ * Geometry: capacity is in bytes (a power of two, 64 .. SHMRING_MSG_CAPACITY_MAX); elem_size is
+ * 0 or 1 at create (recorded as 1). A record is an 8-byte header then the payload, padded to a
+ * multiple of 8; records never straddle the end of the ring: a padding record fills the rest
+ * of the ring instead. The largest message is shmring_msg_max() = capacity / 4 - 8 bytes.
+ *
+ * Header: one 64-bit word. Low 32 bits: length (bits 0..27) and flags (VALID 28, PAD 29,
+ * DISCARD 30, BUSY 31). High 32 bits: the user's type tag; while BUSY, the claimant's pid.
+ * A header word of 0 means "not written yet" (MPSC). Every header is checked before use: VALID
+ * set, one known kind, the record inside the ring and below the producer position, a padding
+ * record exactly up to the end, a message no larger than shmring_msg_max(). Anything else is
+ * -EPROTO and the handle refuses every later call.
+ *
+ * SPSC: the producer writes header and payload, then publishes its position (R1/A2), as the
+ * fixed-size ring does. Nothing is zeroed.
+ * MPSC: producers claim space with one compare-and-swap on the shared producer position, write
+ * a BUSY header carrying their pid, fill the payload and commit by swapping the header to its
+ * final value (R3/A3). The consumer stops at a BUSY or unwritten header. It zeroes every byte
+ * it frees, so that free space always reads as "not written". A producer that dies holding a
+ * claim is turned into a discarded record by shmring_msg_recover().
+ *
+ * Return convention: 0 or a count on success; -EAGAIN nothing moved (full, empty, or the next
+ * record still being written); -EMSGSIZE too large for this ring (or for the caller's buffer);
+ * -EINVAL misuse (wrong kind, no reservation); -EPROTO the shared memory holds an impossible
+ * value (the handle is then broken). None of these calls blocks or makes a system call.
+ */
+#ifndef SHMRING_MSG_H
+#define SHMRING_MSG_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <shmring/handle.h>
+
+/* Largest capacity of a message ring (bytes): every length fits the header's 28 bits. */
+#define SHMRING_MSG_CAPACITY_MAX (1ull << 28)
+#define SHMRING_MSG_CAPACITY_MIN 64u
+
+#define _SHMRING_MSG_VALID   (1u << 28)
+#define _SHMRING_MSG_PAD     (1u << 29)
+#define _SHMRING_MSG_DISCARD (1u << 30)
+#define _SHMRING_MSG_BUSY    (1u << 31)
+#define _SHMRING_MSG_LEN     (_SHMRING_MSG_VALID - 1)
+
+/* One message of a burst. send: base, len, type in. recv: base and cap in; len, type out. */
+struct shmring_msgvec {
+	void *base;
+	uint32_t len;
+	uint32_t type;
+	uint32_t cap;
+	uint32_t reserved_;
+};
+
+/* Largest payload a message ring accepts: capacity / 4 - 8 bytes. Any role. */
+static inline uint32_t shmring_msg_max(const struct shmring *r)
+{
+	return (uint32_t)(r->capacity / 4 - 8);
+}
+
+/* Internal: bytes a record of len payload bytes occupies. */
+static inline uint64_t _shmring_msg_stride(uint64_t len)
+{
+	return 8 + ((len + 7) & ~(uint64_t)7);
+}
+
+static inline _Atomic uint64_t *_shmring_msg_hdr(struct shmring *r, uint64_t pos)
+{
+	return (_Atomic uint64_t *)(void *)(r->data + (pos & r->mask));
+}
+
+static inline int _shmring_msg_break(struct shmring *r)
+{
+	r->broken = 1;
+	return -EPROTO;
+}
+
+/* Internal: this process's pid, cached per thread and reset in a forked child (ring/msg.c). */
+uint32_t _shmring_msg_pid(void);
+
+/* ---- producer ----------------------------------------------------------------------------- */
+
+/* Internal, SPSC: room for need bytes at tail t, reading the consumer's position only when the
+ * cache says there is not. Returns 0, -EAGAIN, -EPROTO. */
+static inline int _shmring_msg_spsc_room(struct shmring *r, uint64_t t, uint64_t need)
+{
+	uint64_t cap = r->capacity;
+
+	if (__builtin_expect(cap - (t - r->p.head_cache) >= need, 1))
+		return 0;
+	if (r->broken)
+		return -EPROTO;
+	uint64_t old = r->p.head_cache;
+	/* A1: pairs with R2 in _shmring_msg_publish_head(): the consumer is done with the bytes
+	 * below h before we overwrite them. */
+	uint64_t h = atomic_load_explicit(r->cons_pos, memory_order_acquire);
+	if (t - h > cap || h - old > t - old || (h & 7))
+		return _shmring_msg_break(r);
+	r->p.head_cache = h;
+	return cap - (t - h) >= need ? 0 : -EAGAIN;
+}
+
+static inline int _shmring_msg_spsc_reserve(struct shmring *r, uint32_t len, void **ptr)
+{
+	uint64_t t = r->p.tail;
+	uint64_t stride = _shmring_msg_stride(len);
+	uint64_t to_end = r->capacity - (t & r->mask);
+	uint64_t need = stride <= to_end ? stride : to_end + stride;
+	int rc = _shmring_msg_spsc_room(r, t, need);
+
+	if (rc)
+		return rc;
+	if (stride > to_end) {
+		/* Unpublished until R1; an abort leaves it behind harmlessly. */
+		atomic_store_explicit(_shmring_msg_hdr(r, t),
+				      _SHMRING_MSG_VALID | _SHMRING_MSG_PAD |
+					  (uint32_t)(to_end - 8),
+				      memory_order_relaxed);
+		t += to_end;
+	}
+	r->msg.p.res_pos = t;
+	r->msg.p.res_len = len;
+	r->msg.p.res_active = 1;
+	*ptr = r->data + (t & r->mask) + 8;
+	return 0;
+}
+
+static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, void **ptr)
+{
+	uint64_t cap = r->capacity;
+	uint64_t stride = _shmring_msg_stride(len);
+	uint64_t t = atomic_load_explicit(r->prod_pos, memory_order_relaxed);
+	uint64_t to_end, need;
+	unsigned tries;
+
+	if (r->broken)
+		return -EPROTO;
+	for (tries = 0; tries < 1024; tries++) {
+		to_end = cap - (t & r->mask);
+		need = stride <= to_end ? stride : to_end + stride;
+		uint64_t used = t - r->p.head_cache;
+		if (used > cap || cap - used < need) {
+			/* t first, then h: an honest ring always has prod <= cons + cap, and cons
+			 * only grows, so h >= t - cap. h may have passed a stale t (we were
+			 * preempted between the loads): read both again. */
+			t = atomic_load_explicit(r->prod_pos, memory_order_acquire);
+			/* A1: pairs with R2 in _shmring_msg_publish_head(): the consumer has read
+			 * and zeroed the bytes below h. */
+			uint64_t h = atomic_load_explicit(r->cons_pos, memory_order_acquire);
+			if ((int64_t)(h - t) > 0)
+				continue; /* counts as a try: a hostile h cannot hold us */
+			if (t - h > cap || ((h | t) & 7))
+				return _shmring_msg_break(r);
+			r->p.head_cache = h;
+			to_end = cap - (t & r->mask);
+			need = stride <= to_end ? stride : to_end + stride;
+			if (cap - (t - h) < need)
+				return -EAGAIN;
+		}
+		/* The claim itself publishes nothing: the headers below do (R3). */
+		if (atomic_compare_exchange_weak_explicit(
+			r->prod_pos, &t, t + need, memory_order_relaxed, memory_order_relaxed))
+			break;
+	}
+	if (tries == 1024)
+		return -EAGAIN;
+	if (stride > to_end) {
+		/* R3: pairs with A3 in shmring_msg_peek(). */
+		atomic_store_explicit(_shmring_msg_hdr(r, t),
+				      _SHMRING_MSG_VALID | _SHMRING_MSG_PAD |
+					  (uint32_t)(to_end - 8),
+				      memory_order_release);
+		t += to_end;
+	}
+	uint64_t busy =
+	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | len | ((uint64_t)_shmring_msg_pid() << 32);
+	atomic_store_explicit(_shmring_msg_hdr(r, t), busy, memory_order_relaxed);
+	/* F1: pairs with the zero scan in shmring_msg_recover(): the busy header is visible
+	 * before any payload byte, so a claim whose header is still 0 holds only zeroes. */
+	atomic_thread_fence(memory_order_release);
+	r->msg.p.res_pos = t;
+	r->msg.p.res_len = len;
+	r->msg.p.res_word = busy;
+	r->msg.p.res_active = 1;
+	*ptr = r->data + (t & r->mask) + 8;
+	return 0;
+}
+
+/*
+ * Producer, zero-copy. Reserves room for a message of len bytes and sets *ptr to where its
+ * payload goes (8-byte aligned, contiguous). Fill it, then shmring_msg_commit() or
+ * shmring_msg_abort(). One reservation per handle at a time; a second reserve replaces an
+ * SPSC reservation (and returns -EBUSY on MPSC, where the first is already claimed).
+ * Returns 0, -EAGAIN (no room), -EMSGSIZE (len > shmring_msg_max()), -EINVAL (not a message
+ * ring), -EPROTO. Non-blocking.
+ */
+static inline int shmring_msg_reserve(struct shmring *r, uint32_t len, void **ptr)
+{
+	if (__builtin_expect(len > shmring_msg_max(r), 0))
+		return r->kind == SHMRING_MSG || r->kind == SHMRING_MSG_MPSC ? -EMSGSIZE : -EINVAL;
+	if (r->kind == SHMRING_MSG)
+		return _shmring_msg_spsc_reserve(r, len, ptr);
+	if (r->kind != SHMRING_MSG_MPSC)
+		return -EINVAL;
+	if (r->msg.p.res_active)
+		return -EBUSY;
+	return _shmring_msg_mpsc_reserve(r, len, ptr);
+}
+
+/* Internal, SPSC: writes the header of the reservation and advances the local tail. */
+static inline uint64_t _shmring_msg_spsc_fill(struct shmring *r, uint32_t len, uint32_t type)
+{
+	uint64_t pos = r->msg.p.res_pos;
+
+	atomic_store_explicit(_shmring_msg_hdr(r, pos),
+			      _SHMRING_MSG_VALID | len | ((uint64_t)type << 32),
+			      memory_order_relaxed);
+	r->msg.p.res_active = 0;
+	r->p.tail = pos + _shmring_msg_stride(len);
+	return r->p.tail;
+}
+
+static inline void _shmring_msg_publish_tail(struct shmring *r)
+{
+	/* R1: pairs with A2 in shmring_msg_peek(): headers and payloads before the position. */
+	atomic_store_explicit(r->prod_pos, r->p.tail, memory_order_release);
+}
+
+/*
+ * Producer. Publishes the first len bytes (len <= the reserved length; the rest is dropped)
+ * of the reservation as a message with this type tag. Returns 0, -EINVAL (no reservation,
+ * len too large), -EOWNERDEAD (MPSC: shmring_msg_recover() declared this producer dead and
+ * discarded the claim; the message is lost). Non-blocking.
+ */
+static inline int shmring_msg_commit(struct shmring *r, uint32_t len, uint32_t type)
+{
+	if (!r->msg.p.res_active || len > r->msg.p.res_len)
+		return -EINVAL;
+	if (r->kind == SHMRING_MSG) {
+		_shmring_msg_spsc_fill(r, len, type);
+		_shmring_msg_publish_tail(r);
+		return 0;
+	}
+	uint64_t pos = r->msg.p.res_pos;
+	uint64_t s0 = _shmring_msg_stride(r->msg.p.res_len), s1 = _shmring_msg_stride(len);
+	uint64_t want = r->msg.p.res_word;
+
+	r->msg.p.res_active = 0;
+	/* R3: pairs with A3 in shmring_msg_peek(): the payload before the header. */
+	if (!atomic_compare_exchange_strong_explicit(
+		_shmring_msg_hdr(r, pos), &want, _SHMRING_MSG_VALID | len | ((uint64_t)type << 32),
+		memory_order_release, memory_order_relaxed))
+		return -EOWNERDEAD;
+	if (s1 < s0) /* The consumer waits at a 0 header until this lands. R3 as above. */
+		atomic_store_explicit(_shmring_msg_hdr(r, pos + s1),
+				      _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD |
+					  (uint32_t)(s0 - s1 - 8),
+				      memory_order_release);
+	return 0;
+}
+
+/*
+ * Producer. Drops the reservation. SPSC: nothing was published. MPSC: the claim becomes a
+ * discarded record that the consumer skips. Returns 0, -EINVAL (no reservation),
+ * -EOWNERDEAD (already discarded by shmring_msg_recover()). Non-blocking.
+ */
+static inline int shmring_msg_abort(struct shmring *r)
+{
+	if (!r->msg.p.res_active)
+		return -EINVAL;
+	r->msg.p.res_active = 0;
+	if (r->kind == SHMRING_MSG)
+		return 0;
+	uint64_t want = r->msg.p.res_word;
+	/* R3: pairs with A3 in shmring_msg_peek(). */
+	if (!atomic_compare_exchange_strong_explicit(_shmring_msg_hdr(r, r->msg.p.res_pos), &want,
+						     _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD |
+							 r->msg.p.res_len,
+						     memory_order_release, memory_order_relaxed))
+		return -EOWNERDEAD;
+	return 0;
+}
+
+/*
+ * Producer. Copies a message of len bytes with this type tag into the ring. Returns 0,
+ * -EAGAIN (no room), -EMSGSIZE, -EINVAL, -EPROTO. Non-blocking.
+ */
+static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t len, uint32_t type)
+{
+	void *p;
+	int rc = shmring_msg_reserve(r, len, &p);
+
+	if (rc)
+		return rc;
+	memcpy(p, buf, len);
+	return shmring_msg_commit(r, len, type);
+}
+
+/*
+ * Producer. Sends up to n messages (in order; SPSC publishes them with one store). Returns how
+ * many were sent (1..n), 0 when n is 0, or the error of the first one (-EAGAIN, -EMSGSIZE,
+ * -EINVAL, -EPROTO). Non-blocking.
+ */
+static inline int shmring_msg_send_burst(struct shmring *r, const struct shmring_msgvec *v,
+					 unsigned n)
+{
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		void *p;
+
+		if (r->kind == SHMRING_MSG) {
+			rc = shmring_msg_reserve(r, v[i].len, &p);
+			if (rc)
+				break;
+			memcpy(p, v[i].base, v[i].len);
+			_shmring_msg_spsc_fill(r, v[i].len, v[i].type);
+		} else {
+			rc = shmring_msg_send(r, v[i].base, v[i].len, v[i].type);
+			if (rc)
+				break;
+		}
+	}
+	if (i > 0 && r->kind == SHMRING_MSG)
+		_shmring_msg_publish_tail(r);
+	return i > 0 ? (int)i : rc;
+}
+
+/* ---- consumer ----------------------------------------------------------------------------- */
+
+static inline void _shmring_msg_publish_head(struct shmring *r)
+{
+	/* R2: pairs with A1 in the producers' reserve: reads (and MPSC zeroing) of the bytes
+	 * below head happen before the producer may reuse them. */
+	atomic_store_explicit(r->cons_pos, r->c.head, memory_order_release);
+}
+
+/* Internal, consumer: frees the record of stride bytes at head (zeroing it on MPSC). The header
+ * first becomes a discarded record of the same size, then the payload is zeroed, then the
+ * header: a consumer that dies in the middle leaves a well-formed record that its successor
+ * skips, never a half-zeroed one that would read as garbage. */
+static inline void _shmring_msg_advance(struct shmring *r, uint64_t stride)
+{
+	if (r->kind == SHMRING_MSG_MPSC) {
+		_Atomic uint64_t *hp = _shmring_msg_hdr(r, r->c.head);
+		/* Only we write these words now; R2 publishes them with the position. */
+		atomic_store_explicit(
+		    hp, _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD | (uint32_t)(stride - 8),
+		    memory_order_relaxed);
+		/* F2, F3: keep the three steps in this order for a successor reading after our
+		 * death (on x86 stores stay in order; elsewhere this is best effort). */
+		atomic_signal_fence(memory_order_seq_cst);
+		memset((unsigned char *)hp + 8, 0, stride - 8);
+		atomic_signal_fence(memory_order_seq_cst);
+		atomic_store_explicit(hp, 0, memory_order_relaxed);
+	}
+	r->c.head += stride;
+}
+
+/*
+ * Consumer, zero-copy. Skips padding and discarded records and exposes the next message:
+ * *ptr (8-byte aligned, valid until shmring_msg_release()), *len and *type (either may be
+ * NULL). Returns 0, -EAGAIN (empty, or the next record is still being written), -EINVAL,
+ * -EPROTO (bad header or position: the handle is broken). Non-blocking.
+ */
+static inline int shmring_msg_peek(struct shmring *r, const void **ptr, uint32_t *len,
+				   uint32_t *type)
+{
+	int mp = r->kind == SHMRING_MSG_MPSC;
+	uint64_t cap = r->capacity, h0 = r->c.head;
+	int refreshed = 0, rc;
+
+	if (!mp && r->kind != SHMRING_MSG)
+		return -EINVAL;
+	if (r->broken)
+		return -EPROTO;
+	for (;;) {
+		uint64_t h = r->c.head;
+
+		if (h == r->c.tail_cache) {
+			uint64_t old = r->c.tail_cache;
+			if (refreshed) {
+				rc = -EAGAIN;
+				break;
+			}
+			refreshed = 1;
+			/* A2: pairs with R1 in the SPSC commit (records below t are complete);
+			 * on MPSC, with nothing: t only bounds what may be read. */
+			uint64_t t = atomic_load_explicit(r->prod_pos, memory_order_acquire);
+			if (t - h > cap || t - h < old - h || (t & 7))
+				return _shmring_msg_break(r);
+			r->c.tail_cache = t;
+			if (t == h) {
+				rc = -EAGAIN;
+				break;
+			}
+		}
+		/* A3: pairs with R3 in the MPSC reserve/commit/abort: payload before header. On
+		 * SPSC A2 already ordered it. */
+		uint64_t w = atomic_load_explicit(_shmring_msg_hdr(r, h),
+						  mp ? memory_order_acquire : memory_order_relaxed);
+		uint32_t lw = (uint32_t)w, fl = lw & ~_SHMRING_MSG_LEN, n = lw & _SHMRING_MSG_LEN;
+		uint64_t room = cap - (h & r->mask), stride = _shmring_msg_stride(n);
+
+		if (mp && w == 0) { /* claimed, header not written yet */
+			rc = -EAGAIN;
+			break;
+		}
+		if (stride > room || stride > r->c.tail_cache - h)
+			return _shmring_msg_break(r);
+		if (fl == _SHMRING_MSG_VALID) {
+			if (n > shmring_msg_max(r))
+				return _shmring_msg_break(r);
+			if (h != h0)
+				_shmring_msg_publish_head(r);
+			*ptr = r->data + (h & r->mask) + 8;
+			if (len)
+				*len = n;
+			if (type)
+				*type = (uint32_t)(w >> 32);
+			r->msg.c.peek_stride = stride;
+			return 0;
+		}
+		if (fl == (_SHMRING_MSG_VALID | _SHMRING_MSG_PAD)) {
+			if (stride != room)
+				return _shmring_msg_break(r);
+		} else if (fl == (_SHMRING_MSG_VALID | _SHMRING_MSG_BUSY) && mp) {
+			rc = -EAGAIN;
+			break;
+		} else if (fl != (_SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD)) {
+			return _shmring_msg_break(r);
+		}
+		_shmring_msg_advance(r, stride);
+	}
+	if (r->c.head != h0)
+		_shmring_msg_publish_head(r);
+	return rc;
+}
+
+/* Consumer. Frees the message of the last successful peek. Returns 0, or -EINVAL if there is
+ * none. Non-blocking. */
+static inline int shmring_msg_release(struct shmring *r)
+{
+	if (!r->msg.c.peek_stride)
+		return -EINVAL;
+	_shmring_msg_advance(r, r->msg.c.peek_stride);
+	r->msg.c.peek_stride = 0;
+	_shmring_msg_publish_head(r);
+	return 0;
+}
+
+/*
+ * Consumer. Copies the next message into buf (cap bytes) and frees it. Returns its length
+ * (0 is a valid length), sets *type (may be NULL); -EAGAIN (nothing ready), -EMSGSIZE (longer
+ * than cap: the message stays; peek it to learn its length), -EINVAL, -EPROTO. Non-blocking.
+ */
+static inline int shmring_msg_recv(struct shmring *r, void *buf, uint32_t cap, uint32_t *type)
+{
+	const void *p;
+	uint32_t n;
+	int rc = shmring_msg_peek(r, &p, &n, type);
+
+	if (rc)
+		return rc;
+	if (n > cap) {
+		r->msg.c.peek_stride = 0;
+		return -EMSGSIZE;
+	}
+	memcpy(buf, p, n);
+	shmring_msg_release(r);
+	return (int)n;
+}
+
+/*
+ * Consumer. Receives up to n messages into v[i].base (v[i].cap bytes each), setting v[i].len
+ * and v[i].type. Returns how many (1..n), 0 when n is 0, or the error that stopped the first
+ * one (-EAGAIN, -EMSGSIZE, -EINVAL, -EPROTO). Non-blocking.
+ */
+static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgvec *v, unsigned n)
+{
+	unsigned i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		rc = shmring_msg_recv(r, v[i].base, v[i].cap, &v[i].type);
+		if (rc < 0)
+			break;
+		v[i].len = (uint32_t)rc;
+	}
+	return i > 0 ? (int)i : rc;
+}
+
+/*
+ * Consumer, MPSC. Unwedges the ring when the record at the consumer's position belongs to a
+ * dead producer. is_dead(pid, arg) is asked about the pid in a BUSY header; the claim then
+ * becomes a discarded record (that producer's commit/abort will return -EOWNERDEAD). A header
+ * still 0 means a producer died (or is stalled) between its claim and its first store, a
+ * window of a few instructions, and its pid is unknown: is_dead(0, arg) is asked, and must say
+ * yes only when no live producer can be inside that window (every other producer stopped, or
+ * stuck far longer than the window could take); the zeroed span up to the next written header
+ * then becomes a discarded record. Returns 1 if a record was discarded, 0 if nothing was stuck
+ * or the claimant is alive (and always 0 on SPSC, where a dead producer holds no claim),
+ * -EINVAL, -EPROTO. Non-blocking apart from is_dead.
+ */
+int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
+
+/* An is_dead for shmring_msg_recover(): 1 when no process has this pid (kill(pid, 0) fails
+ * with ESRCH), 0 otherwise and for pid 0. A recycled pid reads as alive: the ring stays
+ * wedged rather than lose a live message. arg is unused. */
+int shmring_msg_pid_gone(uint32_t pid, void *arg);
+
+#endif
