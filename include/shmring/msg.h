@@ -296,7 +296,8 @@ static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t 
 
 	if (rc)
 		return rc;
-	memcpy(p, buf, len);
+	if (len) /* a zero-length message may come with a null buffer */
+		memcpy(p, buf, len);
 	return shmring_msg_commit(r, len, type);
 }
 
@@ -318,7 +319,8 @@ static inline int shmring_msg_send_burst(struct shmring *r, const struct shmring
 			rc = shmring_msg_reserve(r, v[i].len, &p);
 			if (rc)
 				break;
-			memcpy(p, v[i].base, v[i].len);
+			if (v[i].len)
+				memcpy(p, v[i].base, v[i].len);
 			_shmring_msg_spsc_fill(r, v[i].len, v[i].type);
 		} else {
 			rc = shmring_msg_send(r, v[i].base, v[i].len, v[i].type);
@@ -471,7 +473,8 @@ static inline int shmring_msg_recv(struct shmring *r, void *buf, uint32_t cap, u
 		r->msg.c.peek_stride = 0;
 		return -EMSGSIZE;
 	}
-	memcpy(buf, p, n);
+	if (n) /* a zero-length message may be received into a null buffer */
+		memcpy(buf, p, n);
 	shmring_msg_release(r);
 	return (int)n;
 }
