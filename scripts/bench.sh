@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark: installs the peers (when root and apt-get is there), builds the
+# runner in build-bench, runs it, and draws the plots.
+#   scripts/bench.sh [--quick] [--only SUITE[,SUITE]] [--rounds N]
+# Suites: spsc, rtt, ipc (the floors always run). Results: bench/results/latest.{csv,txt},
+# bench/results/*.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages of the peers; iceoryx (C binding and the RouDi daemon) only where the
+# archive has it. A peer that cannot be installed is reported as skipped by the runner.
+PKGS=(libck-dev dpdk-dev libboost-dev liburcu-dev libzmq3-dev gnuplot-nox pkg-config cmake)
+if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && [[ -z ${SHMRING_BENCH_NO_INSTALL:-} ]]; then
+	missing=()
+	for p in "${PKGS[@]}" libiceoryx-binding-c-dev iceoryx; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		echo "bench.sh: installing ${missing[*]}" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq >/dev/null 2>&1 || true
+		avail=()
+		for p in "${missing[@]}"; do
+			apt-cache show "$p" >/dev/null 2>&1 && avail+=("$p")
+		done
+		((${#avail[@]})) && apt-get install -y -qq --no-install-recommends "${avail[@]}" >/dev/null ||
+			echo "bench.sh: some packages did not install; their rows will say skipped" >&2
+	fi
+fi
+
+cmake -S . -B build-bench -DSHMRING_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
+	-DSHMRING_TESTS=OFF -DSHMRING_EXAMPLES=OFF >/dev/null
+cmake --build build-bench -j"$(nproc)" >/dev/null
+
+mkdir -p bench/results
+build-bench/bench/shmring_bench --out bench/results "$@"
+
+if command -v gnuplot >/dev/null; then
+	gnuplot bench/results/plot.gp 2>/dev/null && echo "plots: bench/results/spsc_throughput.png bench/results/latency.png"
+else
+	echo "bench.sh: gnuplot not found, no plots" >&2
+fi
