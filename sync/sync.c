@@ -291,9 +291,10 @@ void _shmring_wq_wake(struct shmring *r, int dir, int force)
 static void sleeper_barrier(struct shmring *r)
 {
 	if (atomic_load_explicit(&mb_state, memory_order_relaxed) > 0) {
-		/* M1: pairs with F1 in the publish paths (shmring/spsc.h): every CPU running a
-		 * registered process passes a full barrier, so a waker's load of the waiters word
-		 * either follows our registration or its position store precedes our re-check. */
+		/* M1: pairs with F1 in the publish paths (shmring/spsc.h, shmring/msg.h): every CPU
+		 * running a registered process passes a full barrier, so a waker's load of the
+		 * waiters word either follows our registration or its position store precedes our
+		 * re-check. */
 		if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0) == 0) {
 			COUNT(r, barrier_syscalls);
 			return;
@@ -756,8 +757,14 @@ int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, vo
 		rc = ready(r, arg);
 		if (rc == 0) {
 			/* Only a corrupt semaphore is an error; the rest means "look again". */
-			if (_shmring_wq_sleep(r, dir, seq, &uts) == -EPROTO)
+			int w = _shmring_wq_sleep(r, dir, seq, &uts);
+
+			if (w == -EPROTO)
 				rc = -EPROTO;
+			/* Woken: if the ring is still not ready the wake may be a closing peer's,
+			 * so look at liveness now rather than at the end of the slice. */
+			if (w == 0)
+				next_live = 0;
 			s->last_sleep_ns = now_ns();
 		}
 		_shmring_wq_unregister(r, dir);

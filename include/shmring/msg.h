@@ -25,7 +25,10 @@
  * Return convention: 0 or a count on success; -EAGAIN nothing moved (full, empty, or the next
  * record still being written); -EMSGSIZE too large for this ring (or for the caller's buffer);
  * -EINVAL misuse (wrong kind, no reservation); -EPROTO the shared memory holds an impossible
- * value (the handle is then broken). None of these calls blocks or makes a system call.
+ * value (the handle is then broken). None of these calls blocks, and none makes a system
+ * call unless a peer sleeps in a blocking variant (shmring/sync.h): every publication (SPSC
+ * position, MPSC commit or abort, consumer position) then reads one shared word, relaxed, and
+ * wakes the sleepers only when that word is non-zero.
  */
 #ifndef SHMRING_MSG_H
 #define SHMRING_MSG_H
@@ -36,6 +39,7 @@
 #include <string.h>
 
 #include <shmring/handle.h>
+#include <shmring/sync.h>
 
 /* Largest capacity of a message ring (bytes): every length fits the header's 28 bits. */
 #define SHMRING_MSG_CAPACITY_MAX (1ull << 28)
@@ -81,6 +85,19 @@ static inline int _shmring_msg_break(struct shmring *r)
 
 /* Internal: this process's pid, cached per thread and reset in a forked child (ring/msg.c). */
 uint32_t _shmring_msg_pid(void);
+
+/* Internal, producer: after a store that lets the consumer move on (R1, R3), wake consumers
+ * sleeping for data (sync/sync.h). */
+static inline void _shmring_msg_wake_data(struct shmring *r)
+{
+	/* F1 (the sleep hand-shake's, as in shmring/spsc.h; not the reserve's F1 below):
+	 * compiler barrier only; pairs with M1 (membarrier) in _shmring_wq_register(), or in hot
+	 * mode with F3 there through F2 in _shmring_wake() (sync/sync.h): the waiters load must
+	 * not be hoisted above the publishing store. Zero system calls while no one sleeps. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(r->wake_data, memory_order_relaxed) != 0, 0))
+		_shmring_wake(r, r->wake_data);
+}
 
 /* ---- producer ----------------------------------------------------------------------------- */
 
@@ -228,6 +245,7 @@ static inline void _shmring_msg_publish_tail(struct shmring *r)
 {
 	/* R1: pairs with A2 in shmring_msg_peek(): headers and payloads before the position. */
 	atomic_store_explicit(r->prod_pos, r->p.tail, memory_order_release);
+	_shmring_msg_wake_data(r); /* F1 there, after R1 */
 }
 
 /*
@@ -260,6 +278,7 @@ static inline int shmring_msg_commit(struct shmring *r, uint32_t len, uint32_t t
 				      _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD |
 					  (uint32_t)(s0 - s1 - 8),
 				      memory_order_release);
+	_shmring_msg_wake_data(r); /* F1 there, after the last R3 */
 	return 0;
 }
 
@@ -282,6 +301,8 @@ static inline int shmring_msg_abort(struct shmring *r)
 							 r->msg.p.res_len,
 						     memory_order_release, memory_order_relaxed))
 		return -EOWNERDEAD;
+	/* The consumer may be asleep at our busy header, with committed records behind it. */
+	_shmring_msg_wake_data(r); /* F1 there, after R3 */
 	return 0;
 }
 
@@ -340,6 +361,11 @@ static inline void _shmring_msg_publish_head(struct shmring *r)
 	/* R2: pairs with A1 in the producers' reserve: reads (and MPSC zeroing) of the bytes
 	 * below head happen before the producer may reuse them. */
 	atomic_store_explicit(r->cons_pos, r->c.head, memory_order_release);
+	/* F1 (sleep hand-shake): as in _shmring_msg_wake_data(), for producers sleeping for
+	 * space; pairs with M1/F3 in _shmring_wq_register(). */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(r->wake_space, memory_order_relaxed) != 0, 0))
+		_shmring_wake(r, r->wake_space);
 }
 
 /* Internal, consumer: frees the record of stride bytes at head (zeroing it on MPSC). The header

@@ -23,6 +23,7 @@
 #include <time.h>
 
 struct shmring;
+struct shmring_msgvec;
 
 /* Wait policy of one handle. Zero fields take the defaults. */
 struct shmring_wait_policy {
@@ -96,6 +97,34 @@ int shmring_spsc_reserve_wait(struct shmring *r, unsigned n, void **slots,
 			      const struct timespec *deadline);
 int shmring_spsc_peek_wait(struct shmring *r, unsigned n, const void **slots,
 			   const struct timespec *deadline);
+
+/*
+ * ---- Message-ring blocking variants (SHMRING_MSG, SHMRING_MSG_MPSC; shmring/msg.h). Same
+ * returns as the non-blocking calls, plus -ETIMEDOUT at the deadline and -EPIPE when the peer
+ * role is gone. Only -EAGAIN waits: -EMSGSIZE (a message that can never fit, or a receive
+ * buffer too small), -EBUSY, -EINVAL and -EPROTO return at once. May block until deadline
+ * (absolute CLOCK_MONOTONIC, NULL = forever).
+ *
+ * Producer: send, send_burst (waits until the first message fits, then sends what fits),
+ * reserve. Consumer: recv, recv_burst (waits for the first message), peek. A consumer gets
+ * every message committed before the last producer died or closed, then -EPIPE.
+ * MPSC: a consumer blocked behind the claim of a dead producer discards that claim (as
+ * shmring_msg_recover() with shmring_msg_pid_gone() does) within one slice of the wait policy;
+ * once the producer role has no live holder, a claim whose header was never written is
+ * discarded as well (this assumes every producer of the ring claims SHMRING_F_PRODUCER).
+ */
+int shmring_msg_send_wait(struct shmring *r, const void *buf, uint32_t len, uint32_t type,
+			  const struct timespec *deadline);
+int shmring_msg_recv_wait(struct shmring *r, void *buf, uint32_t cap, uint32_t *type,
+			  const struct timespec *deadline);
+int shmring_msg_reserve_wait(struct shmring *r, uint32_t len, void **ptr,
+			     const struct timespec *deadline);
+int shmring_msg_peek_wait(struct shmring *r, const void **ptr, uint32_t *len, uint32_t *type,
+			  const struct timespec *deadline);
+int shmring_msg_send_burst_wait(struct shmring *r, const struct shmring_msgvec *v, unsigned n,
+				const struct timespec *deadline);
+int shmring_msg_recv_burst_wait(struct shmring *r, struct shmring_msgvec *v, unsigned n,
+				const struct timespec *deadline);
 
 /* Internal, called by the inline publish paths when the waiters word is non-zero. */
 void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters);

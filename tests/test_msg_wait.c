@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/* Message rings, blocking variants (issue 6, item 5): cross-process blocking streams (SPSC and
+ * MPSC, spinning and sleeping), deadlines, no wait for a message that can never fit, and a
+ * producer killed while the consumer blocks. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* A wait never ends before its deadline, and ends at most TOL_MS after it (see test_sync.c). */
+#define TOL_MS	 100
+#define SLICE_MS 20
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static struct timespec in_ms(uint64_t ms)
+{
+	uint64_t t = now_ns() + ms * 1000000ull;
+
+	return (struct timespec){(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
+}
+
+static struct shmring_params mparams(uint32_t kind, uint64_t cap)
+{
+	struct shmring_params p = {0};
+
+	p.kind = kind;
+	p.capacity = cap;
+	return p;
+}
+
+/* nospin: straight to sleep, in slices of STALL_MS, so that a lost wake-up shows as a stall. */
+#define STALL_MS 3000
+
+static struct shmring *open_role(const char *name, uint32_t kind, uint32_t role, int nospin)
+{
+	struct shmring_params p = mparams(kind, 0);
+	struct shmring *r = NULL;
+
+	p.flags = role;
+	if (shmring_open(name, &p, &r) != 0)
+		return NULL;
+	struct shmring_wait_policy pol = {0};
+	pol.slice_ms = nospin ? STALL_MS : SLICE_MS;
+	if (nospin) {
+		pol.spin_ns = UINT32_MAX;
+		pol.yields = UINT32_MAX;
+	}
+	shmring_set_wait_policy(r, &pol);
+	return r;
+}
+
+/* Payload of message seq from producer id: byte i, and a length in 0..max. */
+static unsigned char pbyte(uint32_t id, uint64_t seq, uint32_t i)
+{
+	uint64_t x = (seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)id << 40) ^ (i * 0xff51afd7ull);
+	x ^= x >> 29;
+	return (unsigned char)(x ^ (x >> 17));
+}
+
+static uint32_t plen(uint32_t id, uint64_t seq, uint32_t max)
+{
+	uint64_t x = (seq + 1) * 0xbf58476d1ce4e5b9ull ^ id;
+	x ^= x >> 31;
+	switch (x % 8) {
+	case 0:
+		return 0;
+	case 1:
+		return max;
+	default:
+		return (uint32_t)((x >> 8) % (max + 1));
+	}
+}
+
+static void pfill(unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		b[i] = pbyte(id, seq, i);
+}
+
+static int pcheck(const unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (b[i] != pbyte(id, seq, i))
+			return 0;
+	return 1;
+}
+
+/* Type tag: producer id in the top byte, low 24 bits of the sequence number. */
+#define TYPE(id, seq) (((uint32_t)(id) << 24) | ((uint32_t)(seq)&0xffffff))
+
+/* A producer process: count messages, by send_wait, send_burst_wait and reserve_wait in turn.
+ * Exits 0, or the step that failed. */
+static void producer(const char *name, uint32_t kind, uint32_t id, uint64_t count, int nospin)
+{
+	struct shmring *w = open_role(name, kind, SHMRING_F_PRODUCER, nospin);
+	if (!w)
+		_exit(10);
+	uint32_t max = shmring_msg_max(w);
+	unsigned char *buf = malloc((size_t)max * 4 + 4);
+	if (!buf)
+		_exit(11);
+	for (uint64_t s = 0; s < count;) {
+		uint32_t n = plen(id, s, max);
+		int rc;
+		switch (s % 3) {
+		case 0:
+			pfill(buf, id, s, n);
+			rc = shmring_msg_send_wait(w, buf, n, TYPE(id, s), NULL);
+			if (rc != 0)
+				_exit(12);
+			s++;
+			break;
+		case 1: {
+			struct shmring_msgvec v[4];
+			unsigned k = 0;
+			size_t off = 0;
+			for (; k < 4 && s + k < count; k++) {
+				uint32_t m = plen(id, s + k, max);
+				v[k].base = buf + off;
+				v[k].len = m;
+				v[k].type = TYPE(id, s + k);
+				pfill(buf + off, id, s + k, m);
+				off += m;
+			}
+			rc = shmring_msg_send_burst_wait(w, v, k, NULL);
+			if (rc <= 0 || (unsigned)rc > k)
+				_exit(13);
+			s += (uint64_t)rc;
+			break;
+		}
+		default: {
+			void *p;
+			rc = shmring_msg_reserve_wait(w, n, &p, NULL);
+			if (rc != 0)
+				_exit(14);
+			pfill(p, id, s, n);
+			if (shmring_msg_commit(w, n, TYPE(id, s)) != 0)
+				_exit(15);
+			s++;
+			break;
+		}
+		}
+	}
+	free(buf);
+	shmring_close(w);
+	_exit(0);
+}
+
+/* One received message: checks producer, order, length and payload. */
+static void check_msg(const unsigned char *b, uint32_t n, uint32_t type, uint64_t *next,
+		      int producers, uint32_t max)
+{
+	uint32_t id = type >> 24;
+	cr_assert_lt(id, (uint32_t)producers, "type %08x", type);
+	uint64_t s = next[id];
+	cr_assert_eq(type & 0xffffff, (uint32_t)s & 0xffffff, "producer %u: lost or reordered", id);
+	cr_assert_eq(n, plen(id, s, max), "producer %u seq %llu: length", id,
+		     (unsigned long long)s);
+	cr_assert(pcheck(b, id, s, n), "producer %u seq %llu: corrupt", id, (unsigned long long)s);
+	next[id]++;
+}
+
+static void stream(uint32_t kind, uint64_t cap, int producers, uint64_t count, int nospin)
+{
+	const char *name = tu_shm_name("mw");
+	struct shmring_params p = mparams(kind, cap);
+	struct shmring *c;
+	pid_t pid[4];
+
+	cr_assert_eq(shmring_create(name, &p, &c), 0);
+	struct shmring *r = open_role(name, kind, SHMRING_F_CONSUMER, nospin);
+	cr_assert(r);
+	for (int i = 0; i < producers; i++) {
+		pid[i] = fork();
+		cr_assert_geq(pid[i], 0);
+		if (pid[i] == 0)
+			producer(name, kind, (uint32_t)i, count, nospin);
+	}
+	uint32_t max = shmring_msg_max(r);
+	unsigned char *buf = malloc((size_t)max * 4);
+	cr_assert(buf);
+	uint64_t next[4] = {0}, got = 0, t0 = now_ns(), t_last = 0;
+	int rc;
+	for (;;) {
+		if (got == count * (uint64_t)producers && !t_last)
+			t_last = now_ns(); /* -EPIPE may take up to a slice: liveness is polled */
+		uint32_t type, n;
+		if (got % 3 == 0) {
+			rc = shmring_msg_recv_wait(r, buf, max, &type, NULL);
+			if (rc < 0)
+				break;
+			check_msg(buf, (uint32_t)rc, type, next, producers, max);
+			got++;
+		} else if (got % 3 == 1) {
+			struct shmring_msgvec v[4];
+			for (int k = 0; k < 4; k++) {
+				v[k].base = buf + (size_t)k * max;
+				v[k].cap = max;
+			}
+			rc = shmring_msg_recv_burst_wait(r, v, 4, NULL);
+			if (rc < 0)
+				break;
+			cr_assert(rc >= 1 && rc <= 4);
+			for (int k = 0; k < rc; k++)
+				check_msg(v[k].base, v[k].len, v[k].type, next, producers, max);
+			got += (uint64_t)rc;
+		} else {
+			const void *q;
+			rc = shmring_msg_peek_wait(r, &q, &n, &type, NULL);
+			if (rc < 0)
+				break;
+			check_msg(q, n, type, next, producers, max);
+			cr_assert_eq(shmring_msg_release(r), 0);
+			got++;
+		}
+	}
+	/* Every producer closed: everything committed, then end of stream. */
+	cr_assert_eq(rc, -EPIPE, "rc %d after %llu messages", rc, (unsigned long long)got);
+	cr_assert_eq(got, count * (uint64_t)producers);
+	if (nospin) { /* the consumer did go to sleep, and no wake-up was lost (no stall) */
+		uint64_t el = (t_last - t0) / 1000000ull;
+		cr_assert_lt(el, STALL_MS, "%llu ms: a lost wake-up?", (unsigned long long)el);
+		struct shmring_stats st;
+		cr_assert_eq(shmring_stats(r, &st), 0);
+		cr_assert_gt(st.sleeps, 0);
+		cr_assert_gt(st.wait_syscalls, 0);
+	}
+	for (int i = 0; i < producers; i++) {
+		cr_assert_eq(next[i], count);
+		cr_assert_eq(tu_wait(pid[i]), 0);
+	}
+	free(buf);
+	shmring_close(r);
+	shmring_close(c);
+	shmring_unlink(name);
+}
+
+Test(msg_wait, stream_spsc_1e5, .timeout = 60)
+{
+	stream(SHMRING_MSG, 4096, 1, 100000, 0);
+}
+
+Test(msg_wait, stream_mpsc_2x5e4, .timeout = 60)
+{
+	stream(SHMRING_MSG_MPSC, 4096, 2, 50000, 0);
+}
+
+Test(msg_wait, stream_spsc_sleeping, .timeout = 60)
+{
+	stream(SHMRING_MSG, 1024, 1, 20000, 1);
+}
+
+Test(msg_wait, stream_mpsc_sleeping, .timeout = 60)
+{
+	stream(SHMRING_MSG_MPSC, 1024, 2, 10000, 1);
+}
+
+/* ---- deadlines, and what never waits -------------------------------------------------------- */
+
+static void deadline_case(uint32_t kind)
+{
+	struct shmring_params p = mparams(kind, 256);
+	struct shmring *r;
+	unsigned char buf[256] = {0};
+	const void *q;
+	void *w;
+	uint32_t n, type;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	uint32_t max = shmring_msg_max(r);
+	struct timespec past = in_ms(0);
+	cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, &past), -ETIMEDOUT);
+	uint64_t waits[] = {1, 20, 150};
+	for (unsigned i = 0; i < 3; i++) {
+		struct timespec d = in_ms(waits[i]);
+		uint64_t t0 = now_ns();
+		cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, &d), -ETIMEDOUT);
+		uint64_t el = (now_ns() - t0) / 1000000ull;
+		cr_assert_geq(now_ns(), (uint64_t)d.tv_sec * 1000000000ull + (uint64_t)d.tv_nsec);
+		cr_assert_leq(el, waits[i] + TOL_MS, "waited %llu ms for %llu",
+			      (unsigned long long)el, (unsigned long long)waits[i]);
+	}
+	struct timespec d = in_ms(10);
+	cr_assert_eq(shmring_msg_peek_wait(r, &q, &n, &type, &d), -ETIMEDOUT);
+	struct shmring_msgvec v = {buf, 0, 0, sizeof(buf), 0};
+	d = in_ms(10);
+	cr_assert_eq(shmring_msg_recv_burst_wait(r, &v, 1, &d), -ETIMEDOUT);
+
+	/* A message that can never fit does not wait, even with no deadline. */
+	cr_assert_eq(shmring_msg_send_wait(r, buf, max + 1, 0, NULL), -EMSGSIZE);
+	cr_assert_eq(shmring_msg_reserve_wait(r, max + 1, &w, NULL), -EMSGSIZE);
+	v.len = max + 1;
+	cr_assert_eq(shmring_msg_send_burst_wait(r, &v, 1, NULL), -EMSGSIZE);
+
+	/* Fill the ring with maximal messages, then every producer call times out. */
+	int sent = 0;
+	while (shmring_msg_send(r, buf, max, (uint32_t)sent) == 0)
+		sent++;
+	cr_assert_geq(sent, 3);
+	d = in_ms(20);
+	uint64_t t0 = now_ns();
+	cr_assert_eq(shmring_msg_send_wait(r, buf, max, 0, &d), -ETIMEDOUT);
+	cr_assert_leq((now_ns() - t0) / 1000000ull, 20 + TOL_MS);
+	d = in_ms(10);
+	cr_assert_eq(shmring_msg_reserve_wait(r, max, &w, &d), -ETIMEDOUT);
+	v.len = max;
+	d = in_ms(10);
+	cr_assert_eq(shmring_msg_send_burst_wait(r, &v, 1, &d), -ETIMEDOUT);
+
+	/* A receive buffer too small does not wait either; the message stays. */
+	cr_assert_eq(shmring_msg_recv_wait(r, buf, max - 1, NULL, NULL), -EMSGSIZE);
+	/* A ready ring does not wait. */
+	cr_assert_eq(shmring_msg_peek_wait(r, &q, &n, &type, NULL), 0);
+	cr_assert_eq(n, max);
+	cr_assert_eq(type, 0);
+	cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), &type, NULL), (int)max);
+	cr_assert_eq(shmring_msg_send_wait(r, buf, 1, 7, NULL), 0);
+	shmring_close(r);
+
+	/* Not a message ring. */
+	struct shmring_params sp = tu_params(8, 8);
+	cr_assert_eq(shmring_create_anon(&sp, &r), 0);
+	cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, NULL), -EINVAL);
+	cr_assert_eq(shmring_msg_send_wait(r, buf, 1, 0, NULL), -EINVAL);
+	shmring_close(r);
+}
+
+Test(msg_wait, deadline_spsc)
+{
+	deadline_case(SHMRING_MSG);
+}
+
+Test(msg_wait, deadline_mpsc)
+{
+	deadline_case(SHMRING_MSG_MPSC);
+}
+
+/* ---- a producer killed while the consumer blocks --------------------------------------------- */
+
+static void kill_producer_runs(uint32_t kind, int runs)
+{
+	srand(4242);
+	for (int run = 0; run < runs; run++) {
+		const char *name = tu_shm_name("mk");
+		struct shmring_params p = mparams(kind, 1024);
+		struct shmring *c;
+
+		cr_assert_eq(shmring_create(name, &p, &c), 0);
+		struct shmring *r = open_role(name, kind, SHMRING_F_CONSUMER, 0);
+		cr_assert(r);
+		uint32_t max = shmring_msg_max(r);
+		int pfd[2];
+		cr_assert_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct shmring *w = open_role(name, kind, SHMRING_F_PRODUCER, 0);
+			unsigned char b[1024];
+			if (!w || write(pfd[1], "", 1) != 1)
+				_exit(2);
+			for (uint64_t s = 0;; s++) {
+				uint32_t n = plen(0, s, max);
+				pfill(b, 0, s, n);
+				if (shmring_msg_send_wait(w, b, n, TYPE(0, s), NULL) != 0)
+					_exit(3);
+				if (rand() % 64 == 0)
+					usleep((useconds_t)(rand() % 2000));
+			}
+		}
+		char ch;
+		cr_assert_eq(read(pfd[0], &ch, 1), 1);
+		close(pfd[0]);
+		close(pfd[1]);
+		usleep((useconds_t)(rand() % 5000));
+		kill(pid, SIGKILL);
+		cr_assert_eq(tu_wait(pid), 128 + SIGKILL);
+		uint64_t tk = now_ns(), next = 0;
+		unsigned char buf[1024];
+		uint32_t type;
+		int rc;
+		while ((rc = shmring_msg_recv_wait(r, buf, sizeof(buf), &type, NULL)) >= 0)
+			check_msg(buf, (uint32_t)rc, type, &next, 1, max);
+		cr_assert_eq(rc, -EPIPE, "run %d: %d after %llu", run, rc,
+			     (unsigned long long)next);
+		uint64_t el = (now_ns() - tk) / 1000000ull;
+		cr_assert_leq(el, SLICE_MS + 2 * TOL_MS, "run %d: EPIPE after %llu ms", run,
+			      (unsigned long long)el);
+		shmring_close(r);
+		shmring_close(c);
+		shmring_unlink(name);
+	}
+}
+
+Test(msg_wait, kill_producer_spsc, .timeout = 60)
+{
+	kill_producer_runs(SHMRING_MSG, 10);
+}
+
+Test(msg_wait, kill_producer_mpsc, .timeout = 60)
+{
+	kill_producer_runs(SHMRING_MSG_MPSC, 10);
+}
+
+/* ---- zero system calls while both sides are busy --------------------------------------------- */
+
+Test(msg_wait, no_syscall_without_sleepers)
+{
+	for (int k = 0; k < 2; k++) {
+		struct shmring_params p = mparams(k ? SHMRING_MSG_MPSC : SHMRING_MSG, 4096);
+		struct shmring *r;
+		struct shmring_stats st;
+		unsigned char buf[64] = {0};
+
+		cr_assert_eq(shmring_create_anon(&p, &r), 0);
+		shmring_stats_reset(r);
+		for (int i = 0; i < 10000; i++) {
+			cr_assert_eq(shmring_msg_send_wait(r, buf, sizeof(buf), 1, NULL), 0);
+			cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, NULL), 64);
+		}
+		cr_assert_eq(shmring_stats(r, &st), 0);
+		cr_assert_eq(st.wake_syscalls + st.wait_syscalls + st.barrier_syscalls, 0);
+		shmring_close(r);
+	}
+}
