@@ -32,45 +32,6 @@ static struct shmring *mk(uint32_t kind, uint64_t cap)
 
 static const uint32_t kinds[2] = {SHMRING_MSG, SHMRING_MSG_MPSC};
 
-/* Payload byte i of message seq from producer id. */
-static unsigned char pbyte(uint32_t id, uint64_t seq, uint32_t i)
-{
-	uint64_t x = (seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)id << 40) ^ (i * 0xff51afd7ull);
-	x ^= x >> 29;
-	return (unsigned char)(x ^ (x >> 17));
-}
-
-static uint32_t plen(uint32_t id, uint64_t seq, uint32_t max)
-{
-	uint64_t x = (seq + 1) * 0xbf58476d1ce4e5b9ull ^ id;
-	x ^= x >> 31;
-	/* Make the extremes frequent: 0, max, and the sizes around 8-byte steps. */
-	switch (x % 8) {
-	case 0:
-		return 0;
-	case 1:
-		return max;
-	default:
-		return (uint32_t)((x >> 8) % (max + 1));
-	}
-}
-
-static void pfill(unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		b[i] = pbyte(id, seq, i);
-}
-
-static int pcheck(const unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (b[i] != pbyte(id, seq, i))
-			return 0;
-	return 1;
-}
-
-#define TYPE(id, seq) (((uint32_t)(id) << 24) | ((uint32_t)(seq)&0xffffff))
-
 Test(msg, geometry)
 {
 	struct shmring_params p = mparams(SHMRING_MSG, 1000);
@@ -360,29 +321,30 @@ static void produce(struct shmring *r, uint32_t id, uint64_t count)
 	static unsigned char tmp[4 * 65536 + 64];
 
 	for (uint64_t seq = 0; seq < count;) {
-		uint32_t n = plen(id, seq, max);
+		uint32_t n = tu_msg_len(id, seq, max);
 		int rc;
 
 		if (seq % 3 == 0 || zero_copy_only) {
 			void *w;
 			rc = shmring_msg_reserve(r, n, &w);
 			if (rc == 0) {
-				pfill(w, id, seq, n);
-				rc = shmring_msg_commit(r, n, TYPE(id, seq));
+				tu_msg_fill(w, id, seq, n);
+				rc = shmring_msg_commit(r, n, TU_MSG_TYPE(id, seq));
 			}
 		} else if (seq % 3 == 1 || seq + 4 > count) {
-			pfill(tmp, id, seq, n);
-			rc = shmring_msg_send(r, tmp, n, TYPE(id, seq));
+			tu_msg_fill(tmp, id, seq, n);
+			rc = shmring_msg_send(r, tmp, n, TU_MSG_TYPE(id, seq));
 		} else {
 			/* a burst of up to 4, small ones so that they fit in tmp */
 			struct shmring_msgvec v[4];
 			uint32_t off = 0;
 			for (int i = 0; i < 4; i++) {
-				uint32_t m = plen(id, seq + (uint64_t)i, max);
-				pfill(tmp + off, id, seq + (uint64_t)i, m);
-				v[i] = (struct shmring_msgvec){.base = tmp + off,
-							       .len = m,
-							       .type = TYPE(id, seq + (uint64_t)i)};
+				uint32_t m = tu_msg_len(id, seq + (uint64_t)i, max);
+				tu_msg_fill(tmp + off, id, seq + (uint64_t)i, m);
+				v[i] = (struct shmring_msgvec){
+				    .base = tmp + off,
+				    .len = m,
+				    .type = TU_MSG_TYPE(id, seq + (uint64_t)i)};
 				off += m;
 			}
 			rc = shmring_msg_send_burst(r, v, 4);
@@ -425,8 +387,8 @@ static int consume_one(struct shmring *r, struct cstate *s)
 		return -1;
 	}
 	uint64_t seq = s->next[id];
-	if ((type & 0xffffff) != (seq & 0xffffff) || n != plen(id, seq, shmring_msg_max(r)) ||
-	    !pcheck(p, id, seq, n)) {
+	if ((type & 0xffffff) != (seq & 0xffffff) || n != tu_msg_len(id, seq, shmring_msg_max(r)) ||
+	    !tu_msg_check(p, id, seq, n)) {
 		s->bad = 2;
 		return -1;
 	}

@@ -61,45 +61,6 @@ static struct shmring *open_role(const char *name, uint32_t kind, uint32_t role,
 	return r;
 }
 
-/* Payload of message seq from producer id: byte i, and a length in 0..max. */
-static unsigned char pbyte(uint32_t id, uint64_t seq, uint32_t i)
-{
-	uint64_t x = (seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)id << 40) ^ (i * 0xff51afd7ull);
-	x ^= x >> 29;
-	return (unsigned char)(x ^ (x >> 17));
-}
-
-static uint32_t plen(uint32_t id, uint64_t seq, uint32_t max)
-{
-	uint64_t x = (seq + 1) * 0xbf58476d1ce4e5b9ull ^ id;
-	x ^= x >> 31;
-	switch (x % 8) {
-	case 0:
-		return 0;
-	case 1:
-		return max;
-	default:
-		return (uint32_t)((x >> 8) % (max + 1));
-	}
-}
-
-static void pfill(unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		b[i] = pbyte(id, seq, i);
-}
-
-static int pcheck(const unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (b[i] != pbyte(id, seq, i))
-			return 0;
-	return 1;
-}
-
-/* Type tag: producer id in the top byte, low 24 bits of the sequence number. */
-#define TYPE(id, seq) (((uint32_t)(id) << 24) | ((uint32_t)(seq)&0xffffff))
-
 /* A producer process: count messages, by send_wait, send_burst_wait and reserve_wait in turn.
  * Exits 0, or the step that failed. */
 static void producer(const char *name, uint32_t kind, uint32_t id, uint64_t count, int nospin)
@@ -112,12 +73,12 @@ static void producer(const char *name, uint32_t kind, uint32_t id, uint64_t coun
 	if (!buf)
 		_exit(11);
 	for (uint64_t s = 0; s < count;) {
-		uint32_t n = plen(id, s, max);
+		uint32_t n = tu_msg_len(id, s, max);
 		int rc;
 		switch (s % 3) {
 		case 0:
-			pfill(buf, id, s, n);
-			rc = shmring_msg_send_wait(w, buf, n, TYPE(id, s), NULL);
+			tu_msg_fill(buf, id, s, n);
+			rc = shmring_msg_send_wait(w, buf, n, TU_MSG_TYPE(id, s), NULL);
 			if (rc != 0)
 				_exit(12);
 			s++;
@@ -127,11 +88,11 @@ static void producer(const char *name, uint32_t kind, uint32_t id, uint64_t coun
 			unsigned k = 0;
 			size_t off = 0;
 			for (; k < 4 && s + k < count; k++) {
-				uint32_t m = plen(id, s + k, max);
+				uint32_t m = tu_msg_len(id, s + k, max);
 				v[k].base = buf + off;
 				v[k].len = m;
-				v[k].type = TYPE(id, s + k);
-				pfill(buf + off, id, s + k, m);
+				v[k].type = TU_MSG_TYPE(id, s + k);
+				tu_msg_fill(buf + off, id, s + k, m);
 				off += m;
 			}
 			rc = shmring_msg_send_burst_wait(w, v, k, NULL);
@@ -145,8 +106,8 @@ static void producer(const char *name, uint32_t kind, uint32_t id, uint64_t coun
 			rc = shmring_msg_reserve_wait(w, n, &p, NULL);
 			if (rc != 0)
 				_exit(14);
-			pfill(p, id, s, n);
-			if (shmring_msg_commit(w, n, TYPE(id, s)) != 0)
+			tu_msg_fill(p, id, s, n);
+			if (shmring_msg_commit(w, n, TU_MSG_TYPE(id, s)) != 0)
 				_exit(15);
 			s++;
 			break;
@@ -166,9 +127,10 @@ static void check_msg(const unsigned char *b, uint32_t n, uint32_t type, uint64_
 	cr_assert_lt(id, (uint32_t)producers, "type %08x", type);
 	uint64_t s = next[id];
 	cr_assert_eq(type & 0xffffff, (uint32_t)s & 0xffffff, "producer %u: lost or reordered", id);
-	cr_assert_eq(n, plen(id, s, max), "producer %u seq %llu: length", id,
+	cr_assert_eq(n, tu_msg_len(id, s, max), "producer %u seq %llu: length", id,
 		     (unsigned long long)s);
-	cr_assert(pcheck(b, id, s, n), "producer %u seq %llu: corrupt", id, (unsigned long long)s);
+	cr_assert(tu_msg_check(b, id, s, n), "producer %u seq %llu: corrupt", id,
+		  (unsigned long long)s);
 	next[id]++;
 }
 
@@ -370,9 +332,9 @@ static void kill_producer_runs(uint32_t kind, int runs)
 			if (!w || write(pfd[1], "", 1) != 1)
 				_exit(2);
 			for (uint64_t s = 0;; s++) {
-				uint32_t n = plen(0, s, max);
-				pfill(b, 0, s, n);
-				if (shmring_msg_send_wait(w, b, n, TYPE(0, s), NULL) != 0)
+				uint32_t n = tu_msg_len(0, s, max);
+				tu_msg_fill(b, 0, s, n);
+				if (shmring_msg_send_wait(w, b, n, TU_MSG_TYPE(0, s), NULL) != 0)
 					_exit(3);
 				if (rand() % 64 == 0)
 					usleep((useconds_t)(rand() % 2000));

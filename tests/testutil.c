@@ -275,3 +275,41 @@ int tu_sweep_dead(void)
 {
 	return sweep_dir("/dev/shm", 1) + sweep_dir("/tmp", 0);
 }
+
+unsigned char tu_msg_byte(uint32_t id, uint64_t seq, uint32_t i)
+{
+	uint64_t x = (seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)id << 40) ^ (i * 0xff51afd7ull);
+
+	x ^= x >> 29;
+	return (unsigned char)(x ^ (x >> 17));
+}
+
+uint32_t tu_msg_len(uint32_t id, uint64_t seq, uint32_t max)
+{
+	uint64_t x = (seq + 1) * 0xbf58476d1ce4e5b9ull ^ id;
+
+	x ^= x >> 31;
+	/* Make the extremes frequent: 0, max, and everything between. */
+	switch (x % 8) {
+	case 0:
+		return 0;
+	case 1:
+		return max;
+	default:
+		return (uint32_t)((x >> 8) % (max + 1));
+	}
+}
+
+void tu_msg_fill(unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		b[i] = tu_msg_byte(id, seq, i);
+}
+
+int tu_msg_check(const unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (b[i] != tu_msg_byte(id, seq, i))
+			return 0;
+	return 1;
+}

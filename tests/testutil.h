@@ -52,4 +52,13 @@ uint64_t tu_now_ms(void);
  * calls it once every test has ended. Returns how many it removed. */
 int tu_sweep_dead(void);
 
+/* Message-ring payloads: byte i of message seq from producer id; a length in 0..max that makes
+ * 0 and max frequent; fill and check n bytes (check returns 1 when intact). */
+unsigned char tu_msg_byte(uint32_t id, uint64_t seq, uint32_t i);
+uint32_t tu_msg_len(uint32_t id, uint64_t seq, uint32_t max);
+void tu_msg_fill(unsigned char *b, uint32_t id, uint64_t seq, uint32_t n);
+int tu_msg_check(const unsigned char *b, uint32_t id, uint64_t seq, uint32_t n);
+/* Type tag: producer id in the top byte, low 24 bits of the sequence number. */
+#define TU_MSG_TYPE(id, seq) (((uint32_t)(id) << 24) | ((uint32_t)(seq)&0xffffff))
+
 #endif
