@@ -436,6 +436,47 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 	return -EPROTO;
 }
 
+/*
+ * A dequeuer that died between its fetch-and-add on head and closing its entry leaves a
+ * position that head has passed but whose entry still accepts an enqueue: a later push would
+ * land there, where no consumer will look, and its slot would leak. Do for every such position
+ * what the dequeuer would have done (R4 in the dequeue), then move tail past them, as a
+ * dequeuer that finds the queue empty does. Positions in [tail, head) only: the ones below
+ * tail that already hold an element are find_stranded()'s.
+ */
+static void close_gap(struct shmring *r, int q)
+{
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+	uint64_t h = atomic_load_explicit(&c->head, memory_order_acquire);
+	uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+
+	if (t >= h || h >= (1ull << 62))
+		return;
+	if (h - t > r->m.emask + 1)
+		t = h - (r->m.emask + 1); /* only 2n entries exist; older positions wrapped */
+	for (uint64_t p = t; p < h; p++) {
+		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, p);
+		uint64_t hc = p >> r->m.ishift;
+		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+
+		for (int tries = 0; tries < 64; tries++) {
+			uint64_t ec = _SHMRING_MP_CYC(r, e), ei = _SHMRING_MP_IDX(r, e);
+
+			if (ec >= hc)
+				break;
+			uint64_t ne = ei == r->m.bot
+					  ? _shmring_mp_ent(r, hc, _SHMRING_MP_SAFE(r, e), ei)
+					  : _shmring_mp_ent(r, ec, 0, ei);
+			/* R4 (recovery side): a late enqueuer for p now fails, or sees it unsafe.
+			 */
+			if (atomic_compare_exchange_weak_explicit(
+				slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
+				break;
+		}
+	}
+	_shmring_mp_catchup(c, atomic_load_explicit(&c->tail, memory_order_relaxed), h);
+}
+
 int shmring_mpmc_recover(struct shmring *r)
 {
 	int done = 0, again = 0;
@@ -474,5 +515,8 @@ int shmring_mpmc_recover(struct shmring *r)
 							memory_order_relaxed);
 		done++;
 	}
+	if (done)
+		for (int q = 0; q < 2; q++)
+			close_gap(r, q);
 	return again && done == 0 ? -EAGAIN : done;
 }
