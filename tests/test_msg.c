@@ -398,7 +398,7 @@ static int consume_one(struct shmring *r, struct cstate *s)
 	return 1;
 }
 
-static void stream(uint32_t kind, uint64_t cap, int producers, uint64_t count)
+static uint64_t stream(uint32_t kind, uint64_t cap, int producers, uint64_t count)
 {
 	struct shmring *r = mk(kind, cap);
 	pid_t pids[8];
@@ -443,31 +443,32 @@ static void stream(uint32_t kind, uint64_t cap, int producers, uint64_t count)
 	const void *p;
 	cr_assert_eq(shmring_msg_peek(r, &p, NULL, NULL), -EAGAIN);
 	shmring_close(r);
+	return s.total;
 }
 
 Test(msg_stream, spsc)
 {
-	stream(SHMRING_MSG, 4096, 1, 60000);
+	cr_assert_eq(stream(SHMRING_MSG, 4096, 1, 60000), (uint64_t)1 * 60000);
 }
 
 Test(msg_stream, spsc_big)
 {
-	stream(SHMRING_MSG, 1 << 18, 1, 3000);
+	cr_assert_eq(stream(SHMRING_MSG, 1 << 18, 1, 3000), 3000);
 }
 
 Test(msg_stream, mpsc_1)
 {
-	stream(SHMRING_MSG_MPSC, 4096, 1, 40000);
+	cr_assert_eq(stream(SHMRING_MSG_MPSC, 4096, 1, 40000), (uint64_t)1 * 40000);
 }
 
 Test(msg_stream, mpsc_2)
 {
-	stream(SHMRING_MSG_MPSC, 4096, 2, 30000);
+	cr_assert_eq(stream(SHMRING_MSG_MPSC, 4096, 2, 30000), (uint64_t)2 * 30000);
 }
 
 Test(msg_stream, mpsc_4)
 {
-	stream(SHMRING_MSG_MPSC, 8192, 4, 15000);
+	cr_assert_eq(stream(SHMRING_MSG_MPSC, 8192, 4, 15000), (uint64_t)4 * 15000);
 }
 
 /* A POSIX shm ring opened by name in the children (not inherited). */

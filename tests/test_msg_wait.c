@@ -134,7 +134,7 @@ static void check_msg(const unsigned char *b, uint32_t n, uint32_t type, uint64_
 	next[id]++;
 }
 
-static void stream(uint32_t kind, uint64_t cap, int producers, uint64_t count, int nospin)
+static uint64_t stream(uint32_t kind, uint64_t cap, int producers, uint64_t count, int nospin)
 {
 	const char *name = tu_shm_name("mw");
 	struct shmring_params p = mparams(kind, cap);
@@ -207,26 +207,27 @@ static void stream(uint32_t kind, uint64_t cap, int producers, uint64_t count, i
 	shmring_close(r);
 	shmring_close(c);
 	shmring_unlink(name);
+	return got;
 }
 
 Test(msg_wait, stream_spsc_1e5, .timeout = 60)
 {
-	stream(SHMRING_MSG, 4096, 1, 100000, 0);
+	cr_assert_eq(stream(SHMRING_MSG, 4096, 1, 100000, 0), (uint64_t)1 * 100000);
 }
 
 Test(msg_wait, stream_mpsc_2x5e4, .timeout = 60)
 {
-	stream(SHMRING_MSG_MPSC, 4096, 2, 50000, 0);
+	cr_assert_eq(stream(SHMRING_MSG_MPSC, 4096, 2, 50000, 0), (uint64_t)2 * 50000);
 }
 
 Test(msg_wait, stream_spsc_sleeping, .timeout = 60)
 {
-	stream(SHMRING_MSG, 1024, 1, 20000, 1);
+	cr_assert_eq(stream(SHMRING_MSG, 1024, 1, 20000, 1), (uint64_t)1 * 20000);
 }
 
 Test(msg_wait, stream_mpsc_sleeping, .timeout = 60)
 {
-	stream(SHMRING_MSG_MPSC, 1024, 2, 10000, 1);
+	cr_assert_eq(stream(SHMRING_MSG_MPSC, 1024, 2, 10000, 1), (uint64_t)2 * 10000);
 }
 
 /* ---- deadlines, and what never waits -------------------------------------------------------- */
