@@ -90,7 +90,8 @@ static int echo_child(const char *na, const char *nb, const struct xp *x)
 	return 0;
 }
 
-static void pingpong(const struct xp *x)
+/* Returns the number of round trips that came back in order. */
+static uint64_t pingpong(const struct xp *x)
 {
 	const char *na = tu_shm_name("pa"), *nb = tu_shm_name("pb");
 	struct shmring_params p = params(8, 64, x->sem);
@@ -104,7 +105,8 @@ static void pingpong(const struct xp *x)
 	struct shmring *a = open_role(na, SHMRING_F_PRODUCER, 100, x->nospin);
 	struct shmring *b = open_role(nb, SHMRING_F_CONSUMER, 100, x->nospin);
 	cr_assert(a && b);
-	for (uint64_t i = 0; i < x->n; i++) {
+	uint64_t i;
+	for (i = 0; i < x->n; i++) {
 		uint64_t v = i;
 		cr_assert_eq(shmring_spsc_push_wait(a, &v, NULL), 0);
 		cr_assert_eq(shmring_spsc_pop_wait(b, &v, NULL), 0);
@@ -115,6 +117,7 @@ static void pingpong(const struct xp *x)
 	shmring_close(b);
 	shmring_close(ca);
 	shmring_close(cb);
+	return i;
 }
 
 static int stream_child(const char *name, const struct xp *x)
@@ -145,7 +148,8 @@ static int stream_child(const char *name, const struct xp *x)
 	return 0;
 }
 
-static void streaming(const struct xp *x)
+/* Returns the number of elements received before end-of-file. */
+static uint64_t streaming(const struct xp *x)
 {
 	const char *name = tu_shm_name("st");
 	struct shmring_params p = params(8, 256, x->sem);
@@ -175,6 +179,7 @@ static void streaming(const struct xp *x)
 	cr_assert_eq(tu_wait(pid), 0);
 	shmring_close(r);
 	shmring_close(c);
+	return next;
 }
 
 /* Ping-pong: 10^6 messages (5*10^5 each way) with the default policy; the sleeping variants
@@ -182,49 +187,49 @@ static void streaming(const struct xp *x)
 Test(sync, pingpong_futex_1e6, .timeout = 240)
 {
 	struct xp x = {0, 0, 500000, 0};
-	pingpong(&x);
+	cr_assert_eq(pingpong(&x), x.n);
 }
 
 Test(sync, pingpong_sem_1e6, .timeout = 240)
 {
 	struct xp x = {1, 0, 500000, 0};
-	pingpong(&x);
+	cr_assert_eq(pingpong(&x), x.n);
 }
 
 Test(sync, pingpong_futex_sleeping, .timeout = 60)
 {
 	struct xp x = {0, 1, 5000, 0}; /* no spin, no yield: every message sleeps and wakes */
-	pingpong(&x);
+	cr_assert_eq(pingpong(&x), x.n);
 }
 
 Test(sync, pingpong_sem_sleeping, .timeout = 60)
 {
 	struct xp x = {1, 1, 5000, 0};
-	pingpong(&x);
+	cr_assert_eq(pingpong(&x), x.n);
 }
 
 Test(sync, stream_futex_1e6, .timeout = 60)
 {
 	struct xp x = {0, 0, 1000000, 0};
-	streaming(&x);
+	cr_assert_eq(streaming(&x), x.n);
 }
 
 Test(sync, stream_sem_1e6, .timeout = 60)
 {
 	struct xp x = {1, 0, 1000000, 0};
-	streaming(&x);
+	cr_assert_eq(streaming(&x), x.n);
 }
 
 Test(sync, stream_burst_futex_sleeping_1e6, .timeout = 60)
 {
 	struct xp x = {0, 1, 1000000, 1};
-	streaming(&x);
+	cr_assert_eq(streaming(&x), x.n);
 }
 
 Test(sync, stream_burst_sem_sleeping_1e6, .timeout = 60)
 {
 	struct xp x = {1, 1, 1000000, 1};
-	streaming(&x);
+	cr_assert_eq(streaming(&x), x.n);
 }
 
 /* ---- deadlines ---------------------------------------------------------------------------- */
