@@ -145,11 +145,17 @@ static uint64_t self_owner(void)
 	return (uint64_t)(uint32_t)pid | (uint64_t)start_time(pid, &gone) << 32;
 }
 
+/* The process-wide liveness hook (shmring_mpmc_set_alive_fn(NULL, ...)): testing only. */
+static shmring_mpmc_alive_fn alive_default;
+static void *alive_default_arg;
+
 /* 1 alive, 0 dead. A process we cannot see for lack of permission counts as alive. */
 static int owner_alive(struct shmring *r, uint64_t owner)
 {
 	if (r->m.alive)
 		return r->m.alive(owner, r->m.alive_arg) != 0;
+	if (alive_default)
+		return alive_default(owner, alive_default_arg) != 0;
 	pid_t pid = (pid_t)(uint32_t)owner;
 	if (pid <= 0)
 		return 0;
@@ -223,7 +229,12 @@ int shmring_mpmc_set_hook(struct shmring *r, shmring_mpmc_hook_fn fn, void *arg)
 
 int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void *arg)
 {
-	if (!r || r->kind != SHMRING_MPMC)
+	if (!r) {
+		alive_default = fn;
+		alive_default_arg = arg;
+		return 0;
+	}
+	if (r->kind != SHMRING_MPMC)
 		return -EINVAL;
 	r->m.alive = fn;
 	r->m.alive_arg = arg;
@@ -274,13 +285,20 @@ static uint64_t entry_pos(const struct shmring *r, uint64_t k, uint64_t cyc)
  * lo) or has recorded p (any record in DEQ at p protects it: a dead one is recovered through its
  * own record). Returns a position to take through self, UINT64_MAX if none, -EAGAIN (as
  * UINT64_MAX - 1) if only protected-by-the-living ones remain, UINT64_MAX - 2 on corruption.
+ *
+ * Several dead records may each own one of several stranded positions, and a record knows only
+ * a lower bound of its position. Each takes the lowest candidate: if it took a higher one, a
+ * later record whose bound lies between the two could be left without one, and that element's
+ * slot would leak for good (fuzz input fuzz_mpmc-after-recovery-06a80b81). Lowest-first is an
+ * optimal matching whatever the order the records are visited in, since every record's range
+ * of possible positions is unbounded above: swapping two choices never loses a match.
  */
 #define NO_POS	     UINT64_MAX
 #define DEFERRED_POS (UINT64_MAX - 1)
 #define CORRUPT_POS  (UINT64_MAX - 2)
 static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self, int q, uint64_t lo)
 {
-	uint64_t prot[SHMRING_MPMC_PARTICIPANTS], minlo = UINT64_MAX;
+	uint64_t prot[SHMRING_MPMC_PARTICIPANTS], minlo = UINT64_MAX, best = NO_POS;
 	int np = 0, deferred = 0;
 
 	/* A6: pairs with F2 in _shmring_mp_deq(): the record of whoever took a position below h
@@ -325,10 +343,15 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 			deferred = 1;
 			continue;
 		}
-		return p;
+		if (p < best)
+			best = p;
 	}
+	if (best != NO_POS)
+		return best;
 	return deferred ? DEFERRED_POS : NO_POS;
 }
+
+static void close_positions(struct shmring *r, int q, uint64_t from);
 
 /* Finishes the operation of the adopted record rec. Returns 0, -EAGAIN, -EPROTO. */
 static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
@@ -352,6 +375,12 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			return 0;
 		case _SHMRING_MP_DEQ_FAA: {
 			uint64_t lo = atomic_load_explicit(&rec->lo, memory_order_relaxed);
+			/* First close every position the dead one may have taken, so that no
+			 * enqueue (live, or this recovery's own) lands there from now on; then
+			 * take the element that may already have landed there. Fuzz input
+			 * regress-recovery-enqueue-into-dead-gap: recovering another record first
+			 * gave a slot back into such a position, and it leaked. */
+			close_positions(r, (int)q, lo);
 			uint64_t p = find_stranded(r, rec, (int)q, lo);
 			if (p == CORRUPT_POS)
 				return -EPROTO;
@@ -438,23 +467,24 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 
 /*
  * A dequeuer that died between its fetch-and-add on head and closing its entry leaves a
- * position that head has passed but whose entry still accepts an enqueue: a later push would
- * land there, where no consumer will look, and its slot would leak. Do for every such position
- * what the dequeuer would have done (R4 in the dequeue), then move tail past them, as a
- * dequeuer that finds the queue empty does. Positions in [tail, head) only: the ones below
- * tail that already hold an element are find_stranded()'s.
+ * position that head has passed but whose entry still accepts an enqueue: a later push (or a
+ * recovery giving a slot back) would land there, where no consumer will look, and its slot
+ * would leak. For every position in [from, head) do what a dequeuer of that position does when
+ * it finds no element of its cycle (R4 in the dequeue): an empty entry moves to the position's
+ * cycle, an older occupied one loses its safe bit. That is harmless for a position a live
+ * dequeuer holds (it would have done the same; the enqueuer racing it retries elsewhere), and it
+ * never touches an element of the position's own cycle (find_stranded()'s business).
  */
-static void close_gap(struct shmring *r, int q)
+static void close_positions(struct shmring *r, int q, uint64_t from)
 {
 	struct _shmring_scq_ctl *c = r->m.ctl[q];
 	uint64_t h = atomic_load_explicit(&c->head, memory_order_acquire);
-	uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
 
-	if (t >= h || h >= (1ull << 62))
+	if (from >= h || h >= (1ull << 62))
 		return;
-	if (h - t > r->m.emask + 1)
-		t = h - (r->m.emask + 1); /* only 2n entries exist; older positions wrapped */
-	for (uint64_t p = t; p < h; p++) {
+	if (h - from > r->m.emask + 1)
+		from = h - (r->m.emask + 1); /* only 2n entries exist; older positions wrapped */
+	for (uint64_t p = from; p < h; p++) {
 		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, p);
 		uint64_t hc = p >> r->m.ishift;
 		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
@@ -474,7 +504,20 @@ static void close_gap(struct shmring *r, int q)
 				break;
 		}
 	}
-	_shmring_mp_catchup(c, atomic_load_explicit(&c->tail, memory_order_relaxed), h);
+}
+
+/* Closes [tail, head) and moves tail up to head, as a dequeuer that finds the queue empty. */
+static void close_gap(struct shmring *r, int q)
+{
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+
+	uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+	uint64_t h = atomic_load_explicit(&c->head, memory_order_acquire);
+
+	if (t >= h || h >= (1ull << 62))
+		return; /* nothing passed by dequeuers; tail must never move back */
+	close_positions(r, q, t);
+	_shmring_mp_catchup(c, t, h);
 }
 
 int shmring_mpmc_recover(struct shmring *r)
@@ -516,7 +559,19 @@ int shmring_mpmc_recover(struct shmring *r)
 		done++;
 	}
 	if (done)
-		for (int q = 0; q < 2; q++)
+		for (int q = 0; q < 2; q++) {
 			close_gap(r, q);
+			/* An enqueuer that died between its entry CAS and its threshold reset left
+			 * an element that dequeuers would not look for (threshold < 0 reads
+			 * "empty"). A high threshold only costs a failed dequeue some extra steps,
+			 * so always reset it. */
+			atomic_store_explicit(&r->m.ctl[q]->threshold, r->m.thr_max,
+					      memory_order_relaxed);
+		}
+	if (done) {
+		/* Recovery may have published elements and freed slots: wake both sides. */
+		_shmring_mp_wake(r, r->wake_data);
+		_shmring_mp_wake(r, r->wake_space);
+	}
 	return again && done == 0 ? -EAGAIN : done;
 }

@@ -78,11 +78,7 @@ fi
 if [ -x scripts/fuzz.sh ]; then
 	step "fuzz: replay corpora" scripts/fuzz.sh --replay
 	if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
-		# fuzz_mpmc is replayed above but not fuzzed here: it still finds an open MPMC
-		# recovery bug (fuzz/known-failures/README.md).
-		echo "test.sh: fuzz_mpmc left out of the bounded run: known failure, see fuzz/known-failures/README.md"
-		step "fuzz: bounded run" scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}" \
-			fuzz_attach fuzz_spsc fuzz_msg_ops fuzz_msg_consumer
+		step "fuzz: bounded run" scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}"
 	fi
 fi
 step "/dev/shm left clean" shm_clean

@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include <shmring/handle.h>
+#include <shmring/sync.h>
 
 /* Number of participant records: handles attached to one MPMC ring at the same time. */
 #define SHMRING_MPMC_PARTICIPANTS 64
@@ -108,7 +109,9 @@ int shmring_mpmc_set_hook(struct shmring *r, shmring_mpmc_hook_fn fn, void *arg)
 
 /*
  * Test hook for liveness: recovery asks fn(owner, arg) instead of the kernel whether the owner
- * of a record is alive (1) or dead (0). Owners are pid | start time << 32. Testing only.
+ * of a record is alive (1) or dead (0). Owners are pid | start time << 32. With r == NULL, sets
+ * it for every handle of the process that has none of its own, including the liveness check of
+ * attach (which may take over the idle record of a dead owner). Testing only; not thread-safe.
  */
 typedef int (*shmring_mpmc_alive_fn)(uint64_t owner, void *arg);
 int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void *arg);
@@ -346,6 +349,22 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 	return _shmring_mp_break(r);
 }
 
+/*
+ * Internal: after an index landed in a queue (R2 in _shmring_mp_enq(), then the threshold
+ * reset), wake whoever sleeps for it (sync/mpmc_wait.c): consumers for the filled queue,
+ * producers for the free queue.
+ */
+static inline void _shmring_mp_wake(struct shmring *r, _Atomic uint32_t *waiters)
+{
+	/* F1: compiler barrier only; pairs with M1 (membarrier) in _shmring_wq_register(), or in
+	 * hot mode with F3 there through F2 in _shmring_wake() (sync/sync.h): the waiters load
+	 * must not be hoisted above the entry CAS and the threshold store that ready_q() in
+	 * sync/mpmc_wait.c reads. Zero system calls while no one sleeps. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(waiters, memory_order_relaxed) != 0, 0))
+		_shmring_wake(r, waiters);
+}
+
 /* ---- the API ---------------------------------------------------------------------------- */
 
 /*
@@ -362,7 +381,10 @@ static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
 		return rc;
 	_shmring_copy(r->data + idx * r->elem_size, elem, r->elem_size);
 	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_FILLED, _SHMRING_MP_AQ);
-	return _shmring_mp_enq(r, rec, _SHMRING_MP_AQ, idx, s);
+	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_AQ, idx, s);
+	if (rc == 0)
+		_shmring_mp_wake(r, r->wake_data);
+	return rc;
 }
 
 /* Consumer. Copies one element out. Returns 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
@@ -377,6 +399,8 @@ static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 	_shmring_copy(elem, r->data + idx * r->elem_size, r->elem_size);
 	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_READ, _SHMRING_MP_FQ);
 	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_FQ, idx, s);
+	if (rc == 0)
+		_shmring_mp_wake(r, r->wake_space);
 	return rc;
 }
 
