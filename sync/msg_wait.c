@@ -66,20 +66,8 @@ static int wait_data(struct shmring *r, const struct timespec *deadline)
 	if (r->kind == SHMRING_MSG)
 		return _shmring_wait(r, _SHMRING_DIR_DATA, ready_data, NULL, deadline);
 
-	struct timespec now, until;
-	int rc;
-
-	_shmring_now(&now);
-	uint64_t ns = (uint64_t)now.tv_nsec + (uint64_t)r->sync->pol.slice_ms * 1000000ull;
-	until.tv_sec = now.tv_sec + (time_t)(ns / 1000000000ull);
-	until.tv_nsec = (long)(ns % 1000000000ull);
-	if (deadline && _shmring_ts_before(deadline, &until))
-		until = *deadline;
-	rc = _shmring_wait(r, _SHMRING_DIR_DATA, ready_data, NULL, &until);
-	if (rc == -ETIMEDOUT) {
-		_shmring_now(&now);
-		if (deadline && !_shmring_ts_before(&now, deadline))
-			return -ETIMEDOUT;
+	int rc = _shmring_wait_slice(r, _SHMRING_DIR_DATA, ready_data, NULL, deadline);
+	if (rc == 1) {
 		rc = shmring_msg_recover(r, shmring_msg_pid_gone, NULL);
 		return rc < 0 ? rc : 0; /* end of a slice: look again */
 	}

@@ -774,6 +774,24 @@ int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, vo
 	}
 }
 
+int _shmring_wait_slice(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg),
+			void *arg, const struct timespec *deadline)
+{
+	struct timespec now, until;
+
+	_shmring_now(&now);
+	uint64_t ns = (uint64_t)now.tv_nsec + (uint64_t)r->sync->pol.slice_ms * 1000000ull;
+	until.tv_sec = now.tv_sec + (time_t)(ns / 1000000000ull);
+	until.tv_nsec = (long)(ns % 1000000000ull);
+	if (deadline && _shmring_ts_before(deadline, &until))
+		until = *deadline;
+	int rc = _shmring_wait(r, dir, ready, arg, &until);
+	if (rc != -ETIMEDOUT)
+		return rc;
+	_shmring_now(&now);
+	return deadline && !_shmring_ts_before(&now, deadline) ? -ETIMEDOUT : 1;
+}
+
 /* ---- the event FIFO
  * ------------------------------------------------------------------------------ */
 

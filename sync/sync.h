@@ -154,6 +154,14 @@ void _shmring_wq_wake(struct shmring *r, int dir, int force);
 int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg), void *arg,
 		  const struct timespec *deadline);
 
+/*
+ * As _shmring_wait(), but for at most one slice of the wait policy: returns 1 when the slice
+ * ended before the deadline (for kinds that must run a recovery now and then while they wait:
+ * a dead peer can hold what they wait for), -ETIMEDOUT only at the deadline itself.
+ */
+int _shmring_wait_slice(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg),
+			void *arg, const struct timespec *deadline);
+
 /* 1 if role (_SHMRING_ROLE_*) has a live holder, 0 if not, -errno. */
 int _shmring_role_alive(struct shmring *r, int role);
 /* 1 if the role was ever claimed. */

@@ -126,6 +126,24 @@ int shmring_msg_send_burst_wait(struct shmring *r, const struct shmring_msgvec *
 int shmring_msg_recv_burst_wait(struct shmring *r, struct shmring_msgvec *v, unsigned n,
 				const struct timespec *deadline);
 
+/*
+ * ---- MPMC blocking variants (SHMRING_MPMC; shmring/mpmc.h). Same returns as the non-blocking
+ * calls, plus -ETIMEDOUT at the deadline and -EPIPE when the peer role is gone (consumers get
+ * everything published before the last producer died or closed; this needs the processes to
+ * claim SHMRING_F_PRODUCER / SHMRING_F_CONSUMER, as for SPSC). Producer: push, push_burst
+ * (waits until the first element fits, then pushes what fits). Consumer: pop, pop_burst (waits
+ * for the first element). A dead process may hold a slot or an unpublished element that a
+ * waiter needs: every wait runs shmring_mpmc_recover() once per slice of the wait policy
+ * (default 100 ms), and once more before -EPIPE. Any number of handles may wait on one ring;
+ * each publish wakes them all when any sleeps (a thundering herd only while some sleep).
+ */
+int shmring_mpmc_push_wait(struct shmring *r, const void *elem, const struct timespec *deadline);
+int shmring_mpmc_pop_wait(struct shmring *r, void *elem, const struct timespec *deadline);
+int shmring_mpmc_push_burst_wait(struct shmring *r, const void *elems, unsigned n,
+				 const struct timespec *deadline);
+int shmring_mpmc_pop_burst_wait(struct shmring *r, void *elems, unsigned n,
+				const struct timespec *deadline);
+
 /* Internal, called by the inline publish paths when the waiters word is non-zero. */
 void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters);
 
