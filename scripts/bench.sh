@@ -2,8 +2,9 @@
 # The side-by-side benchmark: installs the peers (when root and apt-get is there), builds the
 # runner in build-bench, runs it, and draws the plots.
 #   scripts/bench.sh [--quick] [--only SUITE[,SUITE]] [--rounds N]
-# Suites: spsc, rtt, ipc (the floors always run). Results: bench/results/latest.{csv,txt},
-# bench/results/*.png.
+# Suites: spsc, mpmc, msg, rtt, ipc (the floors always run). Results:
+# bench/results/latest.{csv,txt}, bench/results/*.png, and the MPMC scaling table in
+# bench/results/mpmc.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,27 @@ cmake --build build-bench -j"$(nproc)" >/dev/null
 
 mkdir -p bench/results
 build-bench/bench/shmring_bench --out bench/results "$@"
+
+# MPMC scaling and oversubscription (1/1, 2/2, 4/4 processes and 8 threads on this machine's
+# CPUs) against rte_ring and ck_ring: its own executable, built only when both peers are there.
+quick=0 only= prev=
+for a in "$@"; do
+	case $a in --quick) quick=1 ;; --only=*) only=${a#--only=} ;; esac
+	[[ $prev == --only ]] && only=$a
+	prev=$a
+done
+if [[ -z $only || ,$only, == *,mpmc,* ]]; then
+	if [[ -x build-bench/bench/mpmc_bench ]]; then
+		echo
+		if ((quick)); then
+			build-bench/bench/mpmc_bench --quick | tee bench/results/mpmc.txt
+		else
+			build-bench/bench/mpmc_bench | tee bench/results/mpmc.txt
+		fi
+	else
+		echo "mpmc scaling: skipped (needs DPDK and Concurrency Kit: dpdk-dev, libck-dev)"
+	fi
+fi
 
 if command -v gnuplot >/dev/null; then
 	gnuplot bench/results/plot.gp 2>/dev/null && echo "plots: bench/results/spsc_throughput.png bench/results/latency.png"
