@@ -13,7 +13,11 @@
  * After a hostile write: every call returns (bounded), never crashes, never touches memory out
  * of the mapping (ASan).
  *
- * Input: byte 0 capacity (1..16), byte 1 participants (2..5), then 2-3 bytes per operation.
+ * Bulk mode (bit 4 of byte 0): pushes and pops are bursts and all-or-none bulks of 1..16
+ * elements; a bulk must move all or nothing, and a death inside one counts as n deaths.
+ *
+ * Input: byte 0 capacity (1..16) and mode, byte 1 participants (2..5), then 2-3 bytes per
+ * operation.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -50,7 +54,7 @@ static int die_hook(struct shmring *r, int point, int queue, void *arg)
 struct model {
 	uint64_t q[64];
 	unsigned head, n;
-	uint64_t pending[MAXOWN]; /* values of dead producers: may appear once, anywhere */
+	uint64_t pending[64 * 64]; /* values of dead producers: may appear once, anywhere */
 	unsigned npending;
 	unsigned lose; /* dead consumers: elements that may be skipped */
 	unsigned unrecovered;
@@ -63,6 +67,36 @@ struct model {
 			abort();                                                                   \
 		}                                                                                  \
 	} while (0)
+
+static struct model m;
+
+/* A push that returned: its value joins the queue. */
+static void model_push(uint64_t v)
+{
+	CHECK(m.n < 64);
+	m.q[(m.head + m.n++) % 64] = v;
+}
+
+/* A value a pop returned: a dead producer's (once), or the oldest, skipping only as many as
+ * dead consumers may have taken. */
+static void model_pop(uint64_t v)
+{
+	for (unsigned k = 0; k < m.npending; k++)
+		if (m.pending[k] == v) {
+			m.pending[k] = m.pending[--m.npending];
+			return;
+		}
+	for (;;) {
+		CHECK(m.n > 0); /* invented or duplicated */
+		uint64_t f = m.q[m.head];
+		m.head = (m.head + 1) % 64;
+		m.n--;
+		if (f == v)
+			return;
+		CHECK(m.lose > 0); /* lost beyond the guarantee */
+		m.lose--;
+	}
+}
 
 static struct shmring *ring;
 static struct shmring *part[MAXPART];
@@ -83,7 +117,6 @@ static struct shmring *new_participant(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct model m;
 	if (size < 2)
 		return 0;
 	uint64_t cap = 1ull << (data[0] % 5);
@@ -99,7 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	shmring_mpmc_set_alive_fn(NULL, alive_fn, NULL);
 	for (unsigned i = 0; i < np; i++)
 		part[i] = new_participant();
-	int tainted = 0;
+	int tainted = 0, bulk = (data[0] & 0x10) != 0;
 	uint64_t next = 1;
 	size_t len;
 	unsigned char *base = shmring_base(ring, &len);
@@ -109,85 +142,74 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct shmring *h = part[who];
 		if (!h)
 			continue;
-		if (op < 6) { /* push */
-			uint64_t v = next++;
-			int rc = shmring_mpmc_push(h, &v);
-			if (tainted)
-				continue;
-			CHECK(rc == 0 || rc == -EAGAIN);
-			if (rc == 0) {
-				CHECK(m.n < 64);
-				m.q[(m.head + m.n++) % 64] = v;
-			} else if (m.unrecovered == 0)
-				CHECK(m.n + m.npending >= cap);
-		} else if (op < 12) { /* pop */
-			uint64_t v = 0;
-			int rc = shmring_mpmc_pop(h, &v);
-			if (tainted)
-				continue;
-			CHECK(rc == 0 || rc == -EAGAIN);
-			if (rc == -EAGAIN) {
-				if (m.unrecovered == 0)
-					CHECK(m.n <= m.lose);
-				continue;
+		/* Bulk mode (bit 4 of byte 0): pushes and pops move n = 1..16 elements, as a
+		 * burst (even op) or all or none (odd op). */
+		unsigned n = bulk ? 1 + (data[i + 1] >> 4) : 1;
+		uint64_t v[16];
+		if (op < 12) { /* push, pop */
+			int rc;
+			if (op < 6) {
+				for (unsigned k = 0; k < n; k++)
+					v[k] = next++;
+				rc = !bulk    ? shmring_mpmc_push(h, v)
+				     : op & 1 ? shmring_mpmc_push_bulk(h, v, n)
+					      : shmring_mpmc_push_burst(h, v, n);
+			} else {
+				rc = !bulk    ? shmring_mpmc_pop(h, v)
+				     : op & 1 ? shmring_mpmc_pop_bulk(h, v, n)
+					      : shmring_mpmc_pop_burst(h, v, n);
 			}
-			int found = 0;
-			for (unsigned k = 0; k < m.npending; k++)
-				if (m.pending[k] == v) {
-					m.pending[k] = m.pending[--m.npending];
-					found = 1;
-					break;
-				}
-			while (!found) {
-				CHECK(m.n > 0); /* invented or duplicated */
-				uint64_t f = m.q[m.head];
-				m.head = (m.head + 1) % 64;
-				m.n--;
-				if (f == v)
-					found = 1;
-				else {
-					CHECK(m.lose > 0); /* lost beyond the guarantee */
-					m.lose--;
-				}
+			if (tainted)
+				continue;
+			CHECK(rc >= 0 || rc == -EAGAIN ||
+			      (rc == -EINVAL && bulk && (op & 1) && n > cap));
+			if (!bulk)
+				rc = rc == 0 ? 1 : rc;
+			else if (op & 1)
+				CHECK(rc < 0 || rc == (int)n); /* all or none */
+			CHECK(rc <= (int)n);
+			if (rc == -EAGAIN && !bulk && m.unrecovered == 0) {
+				if (op < 6)
+					CHECK(m.n + m.npending >= cap);
+				else
+					CHECK(m.n <= m.lose);
+			}
+			for (int k = 0; k < rc; k++) {
+				if (op < 6)
+					model_push(v[k]);
+				else
+					model_pop(v[k]);
 			}
 		} else if (op < 14) { /* die inside a push or pop, at step data[i+2] */
 			if (i + 2 >= size)
 				break;
-			countdown = 1 + data[i + 2] % 12;
+			countdown = 1 + data[i + 2] % (bulk ? 64 : 12);
 			i++;
 			shmring_mpmc_set_hook(h, die_hook, NULL);
-			uint64_t v = next++;
-			int rc = op == 12 ? shmring_mpmc_push(h, &v) : shmring_mpmc_pop(h, &v);
+			for (unsigned k = 0; k < n; k++)
+				v[k] = next++;
+			int rc;
+			if (op == 12)
+				rc = !bulk   ? shmring_mpmc_push(h, v)
+				     : n & 1 ? shmring_mpmc_push_bulk(h, v, n)
+					     : shmring_mpmc_push_burst(h, v, n);
+			else
+				rc = !bulk   ? shmring_mpmc_pop(h, v)
+				     : n & 1 ? shmring_mpmc_pop_bulk(h, v, n)
+					     : shmring_mpmc_pop_burst(h, v, n);
 			shmring_mpmc_set_hook(h, NULL, NULL);
 			if (rc != -ECANCELED) {
 				countdown = 0;
 				if (tainted)
 					continue;
 				/* it finished: account as a normal op */
-				if (op == 12 && rc == 0) {
-					CHECK(m.n < 64);
-					m.q[(m.head + m.n++) % 64] = v;
-				} else if (op == 13 && rc == 0) {
-					/* treat as a pop whose value we accept like above, simply:
-					 */
-					int found = 0;
-					for (unsigned k = 0; k < m.npending; k++)
-						if (m.pending[k] == v) {
-							m.pending[k] = m.pending[--m.npending];
-							found = 1;
-						}
-					while (!found) {
-						CHECK(m.n > 0);
-						uint64_t f = m.q[m.head];
-						m.head = (m.head + 1) % 64;
-						m.n--;
-						if (f == v)
-							found = 1;
-						else {
-							CHECK(m.lose > 0);
-							m.lose--;
-						}
-					}
+				if (!bulk)
+					rc = rc == 0 ? 1 : rc;
+				for (int k = 0; k < rc; k++) {
+					if (op == 12)
+						model_push(v[k]);
+					else
+						model_pop(v[k]);
 				}
 				continue;
 			}
@@ -199,9 +221,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			part[who] = new_participant();
 			m.unrecovered++;
 			if (op == 12)
-				m.pending[m.npending++] = v;
+				for (unsigned k = 0; k < n; k++)
+					m.pending[m.npending++] = v[k];
 			else
-				m.lose++;
+				m.lose += n;
 		} else if (op == 14) { /* recover */
 			int rc = shmring_mpmc_recover(h);
 			if (tainted)

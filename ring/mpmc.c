@@ -27,7 +27,7 @@ enum {
 
 #define CTL_SIZE ((uint64_t)sizeof(struct _shmring_scq_ctl))
 _Static_assert(sizeof(struct _shmring_scq_ctl) == 3 * _SHMRING_BLOCK, "ctl is 3 blocks");
-_Static_assert(sizeof(struct _shmring_mpmc_rec) == _SHMRING_BLOCK, "a record is one block");
+_Static_assert(sizeof(struct _shmring_mpmc_rec) == 2 * _SHMRING_BLOCK, "a record is two blocks");
 
 static uint64_t round_block(uint64_t x)
 {
@@ -172,6 +172,13 @@ static int owner_alive(struct shmring *r, uint64_t owner)
 
 /* ---- handles ------------------------------------------------------------------------------ */
 
+/* A record holds nothing: IDLE, whatever its queue field, and no bulk fields (an IDLE record
+ * may still hold a bulk's indices). */
+static int rec_idle(uint64_t st)
+{
+	return (st & ~0xff00ull) == _SHMRING_MP_IDLE;
+}
+
 int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 			      const struct _shmring_layout *g)
 {
@@ -186,8 +193,8 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 			uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
 			if (pass == 0 ? o != 0
 				      : (o == 0 || owner_alive(r, o) ||
-					 (atomic_load_explicit(&rec->state, memory_order_acquire) &
-					  0xff) != _SHMRING_MP_IDLE))
+					 !rec_idle(atomic_load_explicit(&rec->state,
+									memory_order_acquire))))
 				continue;
 			/* A7: pairs with R7 in handle_fini/recovery: the record is idle. */
 			if (atomic_compare_exchange_strong_explicit(&rec->owner, &o, r->m.owner,
@@ -210,7 +217,7 @@ void _shmring_mpmc_handle_fini(struct shmring *r)
 	if (!rec)
 		return;
 	/* A record left mid-operation (abandoned by the test hook) stays for recovery. */
-	if ((atomic_load_explicit(&rec->state, memory_order_relaxed) & 0xff) != _SHMRING_MP_IDLE)
+	if (!rec_idle(atomic_load_explicit(&rec->state, memory_order_relaxed)))
 		return;
 	uint64_t o = r->m.owner;
 	/* R7: pairs with A7 in handle_init. */
@@ -292,13 +299,20 @@ static uint64_t entry_pos(const struct shmring *r, uint64_t k, uint64_t cyc)
  * slot would leak for good (fuzz input fuzz_mpmc-after-recovery-06a80b81). Lowest-first is an
  * optimal matching whatever the order the records are visited in, since every record's range
  * of possible positions is unbounded above: swapping two choices never loses a match.
+ *
+ * A bulk take (DEQ_FAA with a RANGE) may own every position of [lo, lo + range): its recovery
+ * asks with lim = lo + range, once per candidate, until none is left. Records in DEQ protect
+ * their position, records in DEQ_BULK their whole run, and a live record with a RANGE (its
+ * owner in the window, or a recovery of it under way) every position from its lo.
  */
 #define NO_POS	     UINT64_MAX
 #define DEFERRED_POS (UINT64_MAX - 1)
 #define CORRUPT_POS  (UINT64_MAX - 2)
-static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self, int q, uint64_t lo)
+static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self, int q, uint64_t lo,
+			      uint64_t lim)
 {
-	uint64_t prot[SHMRING_MPMC_PARTICIPANTS], minlo = UINT64_MAX, best = NO_POS;
+	uint64_t prot[SHMRING_MPMC_PARTICIPANTS], plen[SHMRING_MPMC_PARTICIPANTS];
+	uint64_t minlo = UINT64_MAX, best = NO_POS;
 	int np = 0, deferred = 0;
 
 	/* A6: pairs with F2 in _shmring_mp_deq(): the record of whoever took a position below h
@@ -312,11 +326,13 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 			continue;
 		/* A5: pairs with R5: the fields written before this phase are visible. */
 		uint64_t st = atomic_load_explicit(&x->state, memory_order_acquire);
-		if (((st >> 8) & 0xff) != (uint64_t)q)
-			continue;
-		if ((st & 0xff) == _SHMRING_MP_DEQ)
-			prot[np++] = atomic_load_explicit(&x->pos, memory_order_relaxed);
-		else if ((st & 0xff) == _SHMRING_MP_DEQ_FAA) {
+		uint64_t ph = st & 0xff, xq = (st >> 8) & 0xff;
+		if (xq == (uint64_t)q && (ph == _SHMRING_MP_DEQ || ph == _SHMRING_MP_DEQ_BULK)) {
+			prot[np] = atomic_load_explicit(&x->pos, memory_order_relaxed);
+			plen[np++] = ph == _SHMRING_MP_DEQ ? 1 : _SHMRING_MP_GET(st, 16);
+		}
+		if ((xq == (uint64_t)q && ph == _SHMRING_MP_DEQ_FAA) ||
+		    (_SHMRING_MP_GET(st, 40) && _SHMRING_MP_GET(st, 48) == (uint64_t)q)) {
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
 			uint64_t xl = atomic_load_explicit(&x->lo, memory_order_relaxed);
 			if (o != 0 && owner_alive(r, o) && xl < minlo)
@@ -331,11 +347,11 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 		if (ei >= r->capacity)
 			return CORRUPT_POS;
 		uint64_t p = entry_pos(r, k, _SHMRING_MP_CYC(r, e));
-		if (p < lo || p >= h)
+		if (p < lo || p >= h || p >= lim)
 			continue;
 		int mine = 1;
 		for (int i = 0; i < np; i++)
-			if (prot[i] == p)
+			if (p >= prot[i] && p - prot[i] < plen[i])
 				mine = 0;
 		if (!mine)
 			continue;
@@ -353,25 +369,90 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 
 static void close_positions(struct shmring *r, int q, uint64_t from);
 
-/* Finishes the operation of the adopted record rec. Returns 0, -EAGAIN, -EPROTO. */
+/* Bits a state word may have: phase, queue, COUNT, DONE, FULL, RANGE, RQ. */
+#define STATE_BITS 0x0001ff01ffffffffull
+
+/* Enqueues x into q through the adopted record; a death simulated by a test hook in the
+ * recovering handle reads as "try again later". */
+static int re_enq(struct shmring *r, struct _shmring_mpmc_rec *rec, int q, uint64_t x, uint64_t s,
+		  uint64_t bulk)
+{
+	int rc = _shmring_mp_enq(r, rec, q, x, s, bulk);
+
+	return rc == -ECANCELED ? -EAGAIN : rc;
+}
+
+/* A held[] index of the adopted record, checked. */
+static int held_at(struct shmring *r, struct _shmring_mpmc_rec *rec, uint64_t j, uint64_t *x)
+{
+	if (j >= SHMRING_MPMC_BULK_MAX)
+		return -EPROTO;
+	*x = atomic_load_explicit(&rec->held[j], memory_order_relaxed);
+	return *x < r->capacity ? 0 : -EPROTO;
+}
+
+/*
+ * Finishes the operation of the adopted record rec, one state at a time, each step leaving the
+ * record consistent for a later recovery if this one dies. Returns 0, -EAGAIN, -EPROTO.
+ */
 static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 {
-	for (int step = 0; step < 16; step++) {
+	/* Enough for a bulk of SHMRING_MPMC_BULK_MAX going through every state, per element. */
+	for (int step = 0; step < 16 * (SHMRING_MPMC_BULK_MAX + 2); step++) {
 		/* A5: pairs with R5. */
 		uint64_t st = atomic_load_explicit(&rec->state, memory_order_acquire);
-		uint64_t ph = st & 0xff, q = (st >> 8) & 0xff;
+		uint64_t ph = st & 0xff, q = (st >> 8) & 0xff, bulk = st & ~0xffffull;
+		uint64_t cnt = _SHMRING_MP_GET(st, 16), dn = _SHMRING_MP_GET(st, 24);
+		uint64_t rng = _SHMRING_MP_GET(st, 40), rq = _SHMRING_MP_GET(st, 48);
 		uint64_t pos = atomic_load_explicit(&rec->pos, memory_order_relaxed);
 		uint64_t idx = atomic_load_explicit(&rec->idx, memory_order_relaxed);
 		uint64_t s = atomic_load_explicit(&rec->seq, memory_order_relaxed);
+		uint64_t x;
+		int rc;
 
-		if (st >> 16 || q > 1 || ph > _SHMRING_MP_ENQ)
+		if ((st & ~STATE_BITS) || q > 1 || rq > 1 || ph > _SHMRING_MP_DEQ_BULK ||
+		    cnt > SHMRING_MPMC_BULK_MAX || dn > cnt || rng > SHMRING_MPMC_BULK_MAX)
 			return -EPROTO;
-		if (ph >= _SHMRING_MP_HOLD && idx >= r->capacity)
+		if ((ph == _SHMRING_MP_HOLD || ph == _SHMRING_MP_ENQ_FAA ||
+		     ph == _SHMRING_MP_ENQ) &&
+		    idx >= r->capacity)
 			return -EPROTO;
 		if ((ph == _SHMRING_MP_DEQ || ph >= _SHMRING_MP_HOLD) && pos >= (1ull << 62))
 			return -EPROTO;
 		switch (ph) {
 		case _SHMRING_MP_IDLE:
+			if (rng) {
+				/* A bulk take: look for its next stranded position. */
+				_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, (int)rq, bulk);
+				break;
+			}
+			if ((st & _SHMRING_MP_B_FULL) && dn < cnt) {
+				/* Written by a bulk push: publish the rest, in order. */
+				if ((rc = held_at(r, rec, dn, &x)) < 0)
+					return rc;
+				rc =
+				    re_enq(r, rec, _SHMRING_MP_AQ, x,
+					   atomic_load_explicit(&r->m.seq[x], memory_order_relaxed),
+					   _SHMRING_MP_B_COUNT(cnt) | _SHMRING_MP_B_DONE(dn + 1) |
+					       _SHMRING_MP_B_FULL);
+				if (rc < 0)
+					return rc;
+				break;
+			}
+			if (!(st & _SHMRING_MP_B_FULL) && cnt > 0) {
+				/* Taken by a bulk pop or an unfinished bulk push: slots freed. */
+				if ((rc = held_at(r, rec, cnt - 1, &x)) < 0)
+					return rc;
+				rc =
+				    re_enq(r, rec, _SHMRING_MP_FQ, x,
+					   atomic_load_explicit(&r->m.seq[x], memory_order_relaxed),
+					   _SHMRING_MP_B_COUNT(cnt - 1));
+				if (rc < 0)
+					return rc;
+				break;
+			}
+			if (bulk)
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, 0);
 			return 0;
 		case _SHMRING_MP_DEQ_FAA: {
 			uint64_t lo = atomic_load_explicit(&rec->lo, memory_order_relaxed);
@@ -381,17 +462,17 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			 * regress-recovery-enqueue-into-dead-gap: recovering another record first
 			 * gave a slot back into such a position, and it leaked. */
 			close_positions(r, (int)q, lo);
-			uint64_t p = find_stranded(r, rec, (int)q, lo);
+			uint64_t p = find_stranded(r, rec, (int)q, lo, rng ? lo + rng : UINT64_MAX);
 			if (p == CORRUPT_POS)
 				return -EPROTO;
 			if (p == DEFERRED_POS)
 				return -EAGAIN;
 			if (p == NO_POS) {
-				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, 0);
 				break;
 			}
 			atomic_store_explicit(&rec->pos, p, memory_order_relaxed);
-			_shmring_mp_state(rec, _SHMRING_MP_DEQ, (int)q);
+			_shmring_mp_state(rec, _SHMRING_MP_DEQ, (int)q, bulk);
 			break;
 		}
 		case _SHMRING_MP_DEQ: {
@@ -400,7 +481,7 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
 			uint64_t ei = _SHMRING_MP_IDX(r, e);
 			if (_SHMRING_MP_CYC(r, e) != pos >> r->m.ishift || ei == r->m.bot) {
-				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, bulk);
 				break;
 			}
 			if ((ei & ~r->m.claimed) >= r->capacity)
@@ -410,7 +491,7 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 									memory_order_acq_rel);
 				if (_SHMRING_MP_IDX(r, old) != ei) {
 					/* someone else took it: not ours */
-					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, bulk);
 					break;
 				}
 			}
@@ -419,7 +500,7 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			    atomic_load_explicit(&r->m.seq[idx], memory_order_relaxed) + 1;
 			atomic_store_explicit(&rec->idx, idx, memory_order_relaxed);
 			atomic_store_explicit(&rec->seq, ns, memory_order_relaxed);
-			_shmring_mp_state(rec, _SHMRING_MP_HOLD, (int)q);
+			_shmring_mp_state(rec, _SHMRING_MP_HOLD, (int)q, bulk);
 			break;
 		}
 		case _SHMRING_MP_HOLD: {
@@ -433,9 +514,8 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
 			}
 			/* Whether filling (from fq) or reading (from aq): dropped; slot freed. */
-			int rc = _shmring_mp_enq(r, rec, _SHMRING_MP_FQ, idx, s);
-			if (rc < 0)
-				return rc == -ECANCELED ? -EAGAIN : rc;
+			if ((rc = re_enq(r, rec, _SHMRING_MP_FQ, idx, s, bulk)) < 0)
+				return rc;
 			break;
 		}
 		case _SHMRING_MP_ENQ_FAA:
@@ -449,17 +529,39 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 					     _SHMRING_MP_IDX(r, e) != r->m.bot;
 				if (landed || atomic_load_explicit(&r->m.seq[idx],
 								   memory_order_relaxed) != s) {
-					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q);
+					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, bulk);
 					break;
 				}
 			}
 			/* Not published: publish it (a filled element is delivered once; a free
 			 * index goes back to the free queue). */
-			int rc = _shmring_mp_enq(r, rec, (int)q, idx, s);
-			if (rc < 0)
-				return rc == -ECANCELED ? -EAGAIN : rc;
+			if ((rc = re_enq(r, rec, (int)q, idx, s, bulk)) < 0)
+				return rc;
 			break;
 		}
+		case _SHMRING_MP_DEQ_BULK:
+			/* Head moved over [pos, pos + cnt) for us: empty what is still there (a
+			 * second seq bump of one emptied in between is harmless: the ENQ check only
+			 * asks whether seq moved), then the indices are held, to be freed. */
+			if (cnt == 0)
+				return -EPROTO;
+			for (uint64_t j = 0; j < cnt; j++) {
+				if ((rc = held_at(r, rec, j, &x)) < 0)
+					return rc;
+				_Atomic uint64_t *slot = _shmring_mp_slot(r, (int)q, pos + j);
+				uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+				if (_SHMRING_MP_CYC(r, e) != (pos + j) >> r->m.ishift ||
+				    _SHMRING_MP_IDX(r, e) != x)
+					continue;
+				atomic_store_explicit(
+				    &r->m.seq[x],
+				    atomic_load_explicit(&r->m.seq[x], memory_order_relaxed) + 1,
+				    memory_order_relaxed);
+				/* R3 (recovery side): pairs with A3/A4. */
+				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+			}
+			_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, _SHMRING_MP_B_COUNT(cnt));
+			break;
 		}
 	}
 	return -EPROTO;

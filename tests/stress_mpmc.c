@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Threaded MPMC stress, for TSan: 4 producer and 4 consumer threads, each with its own handle
- * (participant record), sequence-numbered payloads. Checks no duplicate, no loss, and each
+ * (participant record), sequence-numbered payloads, moved one at a time, in bursts and in
+ * all-or-none bulks. Checks no duplicate, no loss, and each
  * producer's order as each consumer sees it. Exits non-zero on failure.
  */
 #include <pthread.h>
@@ -40,18 +41,30 @@ static struct shmring *own_handle(void)
 	return h;
 }
 
+/* Participant i moves elements one at a time (i % 3 == 0), in bursts (1) or in all-or-none
+ * bulks (2) of up to B. */
+#define B 5
+
 static void *producer(void *arg)
 {
 	struct shmring *h = own_handle();
-	struct payload p = {(uint32_t)(uintptr_t)arg, 0, 0};
+	uint32_t id = (uint32_t)(uintptr_t)arg;
+	struct payload p[B];
 	for (uint64_t c = 0; c < PER_PRODUCER;) {
-		p.cnt = c;
-		int rc = shmring_mpmc_push(h, &p);
-		if (rc == 0)
-			c++;
+		unsigned n = id % 3 == 0 ? 1 : B;
+		if (n > PER_PRODUCER - c)
+			n = (unsigned)(PER_PRODUCER - c);
+		for (unsigned k = 0; k < n; k++)
+			p[k] = (struct payload){id, 0, c + k};
+		int rc = id % 3 == 0   ? (shmring_mpmc_push(h, p) == 0 ? 1 : -EAGAIN)
+			 : id % 3 == 1 ? shmring_mpmc_push_burst(h, p, n)
+				       : shmring_mpmc_push_bulk(h, p, n);
+		if (rc > 0 && (id % 3 != 2 || rc == (int)n))
+			c += (uint64_t)rc;
 		else if (rc == -EAGAIN)
 			sched_yield();
 		else {
+			fprintf(stderr, "stress_mpmc: push rc %d\n", rc);
 			atomic_store(&failed, 1);
 			break;
 		}
@@ -63,27 +76,37 @@ static void *producer(void *arg)
 static void *consumer(void *arg)
 {
 	struct shmring *h = own_handle();
+	unsigned id = (unsigned)(uintptr_t)arg;
 	uint64_t last[NP];
-	struct payload p;
-	(void)arg;
+	struct payload p[B];
 	memset(last, 0xff, sizeof(last));
 	while (atomic_load(&consumed) < (uint64_t)NP * PER_PRODUCER && !atomic_load(&failed)) {
-		int rc = shmring_mpmc_pop(h, &p);
+		int rc = id % 3 == 0   ? (shmring_mpmc_pop(h, p) == 0 ? 1 : -EAGAIN)
+			 : id % 3 == 1 ? shmring_mpmc_pop_burst(h, p, B)
+				       : shmring_mpmc_pop_bulk(h, p, 2);
 		if (rc == -EAGAIN) {
 			sched_yield();
 			continue;
 		}
-		if (rc != 0 || p.prod >= NP || p.cnt >= PER_PRODUCER ||
-		    (last[p.prod] != UINT64_MAX && p.cnt <= last[p.prod])) {
-			fprintf(stderr, "stress_mpmc: bad element rc %d prod %u cnt %lu\n", rc,
-				p.prod, (unsigned long)p.cnt);
+		if (rc <= 0 || (id % 3 == 2 && rc != 2)) {
+			fprintf(stderr, "stress_mpmc: pop rc %d\n", rc);
 			atomic_store(&failed, 1);
 			break;
 		}
-		last[p.prod] = p.cnt;
-		/* Each element reaches exactly one consumer: this byte has one writer. */
-		seen[p.prod][p.cnt]++;
-		atomic_fetch_add(&consumed, 1);
+		for (int k = 0; k < rc; k++) {
+			struct payload *q = &p[k];
+			if (q->prod >= NP || q->cnt >= PER_PRODUCER ||
+			    (last[q->prod] != UINT64_MAX && q->cnt <= last[q->prod])) {
+				fprintf(stderr, "stress_mpmc: bad element prod %u cnt %lu\n",
+					q->prod, (unsigned long)q->cnt);
+				atomic_store(&failed, 1);
+				break;
+			}
+			last[q->prod] = q->cnt;
+			/* Each element reaches exactly one consumer: this byte has one writer. */
+			seen[q->prod][q->cnt]++;
+		}
+		atomic_fetch_add(&consumed, (uint64_t)rc);
 	}
 	shmring_close(h);
 	return NULL;
@@ -98,7 +121,7 @@ int main(void)
 	for (int i = 0; i < NP; i++)
 		pthread_create(&t[i], NULL, producer, (void *)(uintptr_t)i);
 	for (int i = 0; i < NC; i++)
-		pthread_create(&t[NP + i], NULL, consumer, NULL);
+		pthread_create(&t[NP + i], NULL, consumer, (void *)(uintptr_t)i);
 	for (int i = 0; i < NP + NC; i++)
 		pthread_join(t[i], NULL);
 	int bad = atomic_load(&failed);

@@ -21,6 +21,14 @@
  * phase it is in and which index it holds; shmring_mpmc_recover() finishes the operation of a
  * dead owner. See shmring_mpmc_recover() for the exact guarantee.
  *
+ * Bursts and bulks take up to SHMRING_MPMC_BULK_MAX indices out of a queue with one CAS on its
+ * head (rather than SCQ's fetch-and-add), made only when every entry of the run holds an index
+ * of its position's cycle: so a bulk gets all n or nothing, and the CAS that wins owns the run
+ * outright, with no CLAIMED step. The indices are written into the record (held[]) before the
+ * CAS; recovery treats a record caught between its CAS and the next state store like a single
+ * dequeuer caught after its fetch-and-add. The elements then go into the other queue one
+ * enqueue each (SCQ's enqueue cannot reserve a run: a position it takes may be closed under it).
+ *
  * Entry word, with k = log2(capacity) and W = k + 2 index bits:
  *   bits 0..W-1   index: 0..n-1 valid; CLAIMED (bit W-1) | index: taken, being recorded;
  *                 all ones: empty
@@ -49,16 +57,33 @@
 /* Number of participant records: handles attached to one MPMC ring at the same time. */
 #define SHMRING_MPMC_PARTICIPANTS 64
 
-/* Internal: the shared participant record, one 128-byte block each. */
+/* Most elements one bulk or burst call moves (a burst asked for more moves this many). */
+#define SHMRING_MPMC_BULK_MAX 32
+
+/* Internal: the shared participant record, two 128-byte blocks each. */
 struct _shmring_mpmc_rec {
 	_Atomic uint64_t owner; /* 0 free; pid | start time << 32 */
-	_Atomic uint64_t state; /* phase | queue << 8 (written last, with release) */
+	_Atomic uint64_t state; /* phase | queue << 8 | bulk fields (written last, with release) */
 	_Atomic uint64_t lo;	/* DEQ_FAA: lower bound of the position being taken */
-	_Atomic uint64_t pos;	/* DEQ/ENQ: the position taken by fetch-and-add */
+	_Atomic uint64_t pos;	/* DEQ/ENQ: the position taken; DEQ_BULK: the first one */
 	_Atomic uint64_t idx;	/* HOLD/ENQ*: the index held */
 	_Atomic uint64_t seq;	/* HOLD/ENQ*: seq[idx] after our take */
 	uint64_t pad_[10];
+	_Atomic uint32_t held[SHMRING_MPMC_BULK_MAX]; /* bulk: the indices taken at once */
 };
+
+/*
+ * Internal: bulk fields of the state word. COUNT: held[0..count) are ours (IDLE, ENQ*: the
+ * ones not yet given back or published). FULL: their elements are written, so they are to be
+ * published in order (DONE: held[0..done) already are); without FULL they go back to the free
+ * queue. RANGE: a bulk take in flight, positions [lo, lo + range) of queue RQ may be ours.
+ */
+#define _SHMRING_MP_B_COUNT(n)	((uint64_t)(n) << 16)
+#define _SHMRING_MP_B_DONE(n)	((uint64_t)(n) << 24)
+#define _SHMRING_MP_B_FULL	(1ull << 32)
+#define _SHMRING_MP_B_RANGE(n)	((uint64_t)(n) << 40)
+#define _SHMRING_MP_B_RQ(q)	((uint64_t)(q) << 48)
+#define _SHMRING_MP_GET(st, sh) (((st) >> (sh)) & 0xff)
 
 /* Internal: a queue's control block in shared memory (three 128-byte blocks, then entries). */
 struct _shmring_scq_ctl {
@@ -73,11 +98,12 @@ struct _shmring_scq_ctl {
 /* Internal: phases of a participant record. */
 enum {
 	_SHMRING_MP_IDLE = 0,
-	_SHMRING_MP_DEQ_FAA = 1, /* about to fetch-and-add head; lo says from where */
-	_SHMRING_MP_DEQ = 2,	 /* head position pos taken */
-	_SHMRING_MP_HOLD = 3,	 /* index idx taken out of queue q (fq: filling; aq: reading) */
-	_SHMRING_MP_ENQ_FAA = 4, /* about to fetch-and-add tail to put idx into q */
-	_SHMRING_MP_ENQ = 5,	 /* tail position pos taken for idx */
+	_SHMRING_MP_DEQ_FAA = 1,  /* about to fetch-and-add head; lo says from where */
+	_SHMRING_MP_DEQ = 2,	  /* head position pos taken */
+	_SHMRING_MP_HOLD = 3,	  /* index idx taken out of queue q (fq: filling; aq: reading) */
+	_SHMRING_MP_ENQ_FAA = 4,  /* about to fetch-and-add tail to put idx into q */
+	_SHMRING_MP_ENQ = 5,	  /* tail position pos taken for idx */
+	_SHMRING_MP_DEQ_BULK = 6, /* head moved over [pos, pos + count): held[] are ours */
 };
 #define _SHMRING_MP_AQ 0
 #define _SHMRING_MP_FQ 1
@@ -134,12 +160,15 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  *    copied it out): the element is dropped, never delivered again, and its slot freed;
  *  - a participant that died between a fetch-and-add on a head and recording it: the element
  *    that landed at that position (if any) is dropped and its slot freed.
- * So a dead process loses at most the one element it was handling, and an element is never
- * delivered twice. Recovery is itself safe to kill: a later call resumes it.
- * Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead record could
- * not be finished yet because a live participant was mid-step (call again), -EPROTO. Any role;
- * never blocks (it reads /proc). Cost: O(records), plus O(capacity) for each dead participant
- * that died inside its few-instruction fetch-and-add window.
+ *  - bulk and burst calls: a producer that died before all its elements were written loses
+ *    them all (none was pushed); after that, recovery publishes all of them, in order; a
+ *    consumer that died after its take loses the elements it took (at most the n it asked for).
+ * So a dead process loses at most the elements it was handling (one, or one call's bulk or
+ * burst), and an element is never delivered twice. Recovery is itself safe to kill: a later call
+ * resumes it. Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead
+ * record could not be finished yet because a live participant was mid-step (call again), -EPROTO.
+ * Any role; never blocks (it reads /proc). Cost: O(records), plus O(capacity) for each dead
+ * participant that died inside its few-instruction fetch-and-add window.
  */
 int shmring_mpmc_recover(struct shmring *r);
 
@@ -173,11 +202,11 @@ static inline int _shmring_mp_break(struct shmring *r)
 	return -EPROTO;
 }
 
-static inline void _shmring_mp_state(struct _shmring_mpmc_rec *rec, int phase, int q)
+static inline void _shmring_mp_state(struct _shmring_mpmc_rec *rec, int phase, int q, uint64_t bulk)
 {
 	/* R5: pairs with A5 in recovery: the fields written before the phase are visible with it.
 	 */
-	atomic_store_explicit(&rec->state, (uint64_t)phase | (uint64_t)q << 8,
+	atomic_store_explicit(&rec->state, (uint64_t)phase | (uint64_t)q << 8 | bulk,
 			      memory_order_release);
 }
 
@@ -199,7 +228,7 @@ static inline uint64_t _shmring_mp_budget(const struct shmring *r)
  * in a correct ring (only n indices exist for 2n entries). Returns 0, -EPROTO, -ECANCELED.
  */
 static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
-				  uint64_t idx, uint64_t s)
+				  uint64_t idx, uint64_t s, uint64_t bulk)
 {
 	struct _shmring_scq_ctl *c = r->m.ctl[q];
 	uint64_t budget = _shmring_mp_budget(r);
@@ -207,7 +236,7 @@ static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *r
 	atomic_store_explicit(&rec->idx, idx, memory_order_relaxed);
 	atomic_store_explicit(&rec->seq, s, memory_order_relaxed);
 	while (budget--) {
-		_shmring_mp_state(rec, _SHMRING_MP_ENQ_FAA, q);
+		_shmring_mp_state(rec, _SHMRING_MP_ENQ_FAA, q, bulk);
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_FAA, q);
 		/* F1: acq_rel. Release: our record (R5) is visible to whoever sees this tail. */
 		uint64_t t = atomic_fetch_add_explicit(&c->tail, 1, memory_order_acq_rel);
@@ -215,7 +244,7 @@ static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *r
 		if (t >= (1ull << 62))
 			return _shmring_mp_break(r);
 		atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
-		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q);
+		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q, bulk);
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
 		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, t);
 		uint64_t tc = t >> r->m.ishift;
@@ -241,7 +270,7 @@ static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *r
 				    r->m.thr_max)
 					atomic_store_explicit(&c->threshold, r->m.thr_max,
 							      memory_order_relaxed);
-				_shmring_mp_state(rec, _SHMRING_MP_IDLE, q);
+				_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
 				return 0;
 			}
 		}
@@ -280,7 +309,7 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 		return -EAGAIN;
 	while (budget--) {
 		atomic_store_explicit(&rec->lo, r->m.lo[q], memory_order_relaxed);
-		_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, q);
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, q, 0);
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_FAA, q);
 		/* F2: acq_rel. Release: the DEQ_FAA record (R5) is visible to a recovery that
 		 * sees this head (A6 in ring/mpmc.c). */
@@ -289,7 +318,7 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 		if (h >= (1ull << 62))
 			return _shmring_mp_break(r);
 		atomic_store_explicit(&rec->pos, h, memory_order_relaxed);
-		_shmring_mp_state(rec, _SHMRING_MP_DEQ, q);
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ, q, 0);
 		r->m.lo[q] = h + 1;
 		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, h);
 		uint64_t hc = h >> r->m.ishift;
@@ -314,7 +343,7 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 				    atomic_load_explicit(&r->m.seq[ei], memory_order_relaxed) + 1;
 				atomic_store_explicit(&rec->idx, ei, memory_order_relaxed);
 				atomic_store_explicit(&rec->seq, ns, memory_order_relaxed);
-				_shmring_mp_state(rec, _SHMRING_MP_HOLD, q);
+				_shmring_mp_state(rec, _SHMRING_MP_HOLD, q, 0);
 				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_HELD, q);
 				atomic_store_explicit(&r->m.seq[ei], ns, memory_order_relaxed);
 				/* R3: pairs with A3 in the enqueue and A4 in recovery: seq[idx] is
@@ -338,15 +367,123 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 		if (t <= h + 1) {
 			_shmring_mp_catchup(c, t, h + 1);
 			atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed);
-			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q);
+			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
 			return -EAGAIN;
 		}
 		if (atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed) <= 0) {
-			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q);
+			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
 			return -EAGAIN;
 		}
 	}
 	return _shmring_mp_break(r);
+}
+
+/*
+ * Internal: takes k indices at once out of queue q, 1 <= k <= n <= SHMRING_MPMC_BULK_MAX: the k
+ * entries from head all hold an index of their own position's cycle, and head moves over them
+ * with one CAS, so no other dequeuer can have any of them. With up_to, k is as many as are
+ * ready; without, k is n or nothing moves. The indices go into rec->held[] before the CAS, with
+ * the record saying DEQ_FAA over [lo, lo + k) (the CAS may or may not land: recovery treats
+ * those positions as it treats a single dequeuer's unrecorded fetch-and-add); after it DEQ_BULK
+ * (positions [pos, pos + k) are ours) until the entries are emptied; then IDLE holding k.
+ * There is no CLAIMED step: the index of every position is recorded before the position is
+ * ours. Returns k (idx[] filled), -EAGAIN (not enough ready), -EPROTO, -ECANCELED.
+ */
+static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
+				    uint64_t *idx, unsigned n, int up_to)
+{
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+	uint64_t budget = _shmring_mp_budget(r);
+
+	if (r->broken)
+		return -EPROTO;
+	while (budget--) {
+		uint64_t h = atomic_load_explicit(&c->head, memory_order_acquire);
+		uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+		unsigned k = 0;
+
+		if (h >= (1ull << 62) || t >= (1ull << 62))
+			return _shmring_mp_break(r);
+		for (; k < n && h + k < t; k++) {
+			uint64_t p = h + k;
+			/* A2 (bulk): pairs with R2 in the enqueue, as A2 in _shmring_mp_deq(). */
+			uint64_t e =
+			    atomic_load_explicit(_shmring_mp_slot(r, q, p), memory_order_acquire);
+			uint64_t ei = _SHMRING_MP_IDX(r, e);
+			if (_SHMRING_MP_CYC(r, e) != p >> r->m.ishift || ei == r->m.bot ||
+			    (ei & r->m.claimed))
+				break;
+			if (ei >= r->capacity)
+				return _shmring_mp_break(r);
+			idx[k] = ei;
+		}
+		if (k == 0 || (k < n && !up_to))
+			return -EAGAIN;
+		for (unsigned j = 0; j < k; j++)
+			atomic_store_explicit(&rec->held[j], (uint32_t)idx[j],
+					      memory_order_relaxed);
+		atomic_store_explicit(&rec->lo, h, memory_order_relaxed);
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, q,
+				  _SHMRING_MP_B_RANGE(k) | _SHMRING_MP_B_RQ(q));
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_FAA, q);
+		/* F2 (bulk): acq_rel, as F2 in _shmring_mp_deq(): the DEQ_FAA record (R5) is
+		 * visible to a recovery that sees this head (A6 in ring/mpmc.c). */
+		uint64_t hh = h;
+		if (!atomic_compare_exchange_strong_explicit(
+			&c->head, &hh, h + k, memory_order_acq_rel, memory_order_relaxed)) {
+			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
+			continue; /* another dequeuer moved head: it made progress */
+		}
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_POS, q);
+		r->m.lo[q] = h + k;
+		atomic_store_explicit(&rec->pos, h, memory_order_relaxed);
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ_BULK, q, _SHMRING_MP_B_COUNT(k));
+		for (unsigned j = 0; j < k; j++) {
+			_Atomic uint64_t *slot = _shmring_mp_slot(r, q, h + j);
+			atomic_store_explicit(
+			    &r->m.seq[idx[j]],
+			    atomic_load_explicit(&r->m.seq[idx[j]], memory_order_relaxed) + 1,
+			    memory_order_relaxed);
+			/* R3 (bulk): pairs with A3 in the enqueue and A4 in recovery: seq[idx] is
+			 * bumped before the entry shows empty. */
+			uint64_t old =
+			    atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+			if (_SHMRING_MP_IDX(r, old) != idx[j])
+				return _shmring_mp_break(
+				    r); /* a recovery took ours: liveness lied */
+		}
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_HELD, q);
+		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, _SHMRING_MP_B_COUNT(k));
+		return (int)k;
+	}
+	return _shmring_mp_break(r);
+}
+
+/*
+ * Internal: disposes of the k indices a bulk take left held: into the filled queue in order
+ * (q = AQ: their elements are written; the record says FULL first), or back into the free queue
+ * from the last (q = FQ). Each enqueue moves one index out of the held[] range in the same
+ * state store that names it as the one being enqueued. Returns 0, -EPROTO, -ECANCELED.
+ */
+static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
+				    const uint64_t *idx, unsigned k)
+{
+	if (q == _SHMRING_MP_AQ)
+		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q,
+				  _SHMRING_MP_B_COUNT(k) | _SHMRING_MP_B_FULL);
+	for (unsigned j = 0; j < k; j++) {
+		uint64_t x = q == _SHMRING_MP_AQ ? idx[j] : idx[k - 1 - j];
+		uint64_t bulk =
+		    q == _SHMRING_MP_AQ
+			? _SHMRING_MP_B_COUNT(k) | _SHMRING_MP_B_DONE(j + 1) | _SHMRING_MP_B_FULL
+			: _SHMRING_MP_B_COUNT(k - 1 - j);
+		int rc = _shmring_mp_enq(
+		    r, rec, q, x, atomic_load_explicit(&r->m.seq[x], memory_order_relaxed), bulk);
+		if (rc)
+			return rc;
+	}
+	_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
+	return 0;
 }
 
 /*
@@ -381,7 +518,7 @@ static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
 		return rc;
 	_shmring_copy(r->data + idx * r->elem_size, elem, r->elem_size);
 	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_FILLED, _SHMRING_MP_AQ);
-	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_AQ, idx, s);
+	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_AQ, idx, s, 0);
 	if (rc == 0)
 		_shmring_mp_wake(r, r->wake_data);
 	return rc;
@@ -398,40 +535,118 @@ static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 		return rc;
 	_shmring_copy(elem, r->data + idx * r->elem_size, r->elem_size);
 	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_READ, _SHMRING_MP_FQ);
-	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_FQ, idx, s);
+	rc = _shmring_mp_enq(r, rec, _SHMRING_MP_FQ, idx, s, 0);
 	if (rc == 0)
 		_shmring_mp_wake(r, r->wake_space);
 	return rc;
 }
 
-/* Producer. Pushes up to n elements (in order). Returns how many (1..n), 0 when n is 0, -EAGAIN
- * (full), -EPROTO. Non-blocking. */
-static inline int shmring_mpmc_push_burst(struct shmring *r, const void *elems, unsigned n)
+/* Internal: push_burst (up_to = 1) and push_bulk (0). */
+static inline int _shmring_mpmc_push_n(struct shmring *r, const void *elems, unsigned n, int up_to)
 {
+	struct _shmring_mpmc_rec *rec = r->m.rec;
 	const unsigned char *p = elems;
-	unsigned i;
+	uint64_t idx[SHMRING_MPMC_BULK_MAX];
 
-	for (i = 0; i < n; i++) {
-		int rc = shmring_mpmc_push(r, p + (size_t)i * r->elem_size);
-		if (rc < 0)
-			return i ? (int)i : rc;
+	if (n == 0)
+		return 0;
+	if (n > SHMRING_MPMC_BULK_MAX || n > r->capacity) {
+		if (!up_to)
+			return -EINVAL;
+		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
 	}
-	return (int)n;
+	int k = _shmring_mp_deq_n(r, rec, _SHMRING_MP_FQ, idx, n, up_to);
+	if (k == -EAGAIN && up_to) {
+		/* No run of free slots at head (a gap the single path knows how to cross). */
+		int rc = shmring_mpmc_push(r, elems);
+		return rc ? rc : 1;
+	}
+	if (k < 0)
+		return k;
+	for (int j = 0; j < k; j++)
+		_shmring_copy(r->data + idx[j] * r->elem_size, p + (size_t)j * r->elem_size,
+			      r->elem_size);
+	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_FILLED, _SHMRING_MP_AQ);
+	int rc = _shmring_mp_put_n(r, rec, _SHMRING_MP_AQ, idx, (unsigned)k);
+	if (rc)
+		return rc;
+	_shmring_mp_wake(r, r->wake_data);
+	return k;
 }
 
-/* Consumer. Pops up to n elements. Returns how many (1..n), 0 when n is 0, -EAGAIN (empty),
- * -EPROTO. Non-blocking. */
+/* Internal: pop_burst (up_to = 1) and pop_bulk (0). */
+static inline int _shmring_mpmc_pop_n(struct shmring *r, void *elems, unsigned n, int up_to)
+{
+	struct _shmring_mpmc_rec *rec = r->m.rec;
+	unsigned char *p = elems;
+	uint64_t idx[SHMRING_MPMC_BULK_MAX];
+
+	if (n == 0)
+		return 0;
+	if (n > SHMRING_MPMC_BULK_MAX || n > r->capacity) {
+		if (!up_to)
+			return -EINVAL;
+		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
+	}
+	int k = _shmring_mp_deq_n(r, rec, _SHMRING_MP_AQ, idx, n, up_to);
+	if (k == -EAGAIN && up_to) {
+		/* Nothing ready at head: the single path tells empty from a gap, and keeps the
+		 * threshold that makes empty pops cheap. */
+		int rc = shmring_mpmc_pop(r, elems);
+		return rc ? rc : 1;
+	}
+	if (k < 0)
+		return k;
+	for (int j = 0; j < k; j++)
+		_shmring_copy(p + (size_t)j * r->elem_size, r->data + idx[j] * r->elem_size,
+			      r->elem_size);
+	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_READ, _SHMRING_MP_FQ);
+	int rc = _shmring_mp_put_n(r, rec, _SHMRING_MP_FQ, idx, (unsigned)k);
+	if (rc)
+		return rc;
+	_shmring_mp_wake(r, r->wake_space);
+	return k;
+}
+
+/*
+ * Producer. Pushes up to n elements, in order, with one CAS on the free queue's head for the
+ * run of free slots it finds (at most SHMRING_MPMC_BULK_MAX per call). Returns how many (1..n),
+ * 0 when n is 0, -EAGAIN (full), -EPROTO. Non-blocking.
+ */
+static inline int shmring_mpmc_push_burst(struct shmring *r, const void *elems, unsigned n)
+{
+	return _shmring_mpmc_push_n(r, elems, n, 1);
+}
+
+/* Consumer. Pops up to n elements (at most SHMRING_MPMC_BULK_MAX), in order. Returns how many
+ * (1..n), 0 when n is 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
 static inline int shmring_mpmc_pop_burst(struct shmring *r, void *elems, unsigned n)
 {
-	unsigned char *p = elems;
-	unsigned i;
+	return _shmring_mpmc_pop_n(r, elems, n, 1);
+}
 
-	for (i = 0; i < n; i++) {
-		int rc = shmring_mpmc_pop(r, p + (size_t)i * r->elem_size);
-		if (rc < 0)
-			return i ? (int)i : rc;
-	}
-	return (int)n;
+/*
+ * Producer. Pushes all n elements or none (n <= SHMRING_MPMC_BULK_MAX and <= capacity, else
+ * -EINVAL), published in order (other producers' elements may land between them). Returns n,
+ * -EAGAIN (fewer than n free slots in a run at the free queue's head: under contention this can say
+ * -EAGAIN while n slots are free in total), -EINVAL, -EPROTO. A producer that dies inside it:
+ * either none of the n is published (it died before all were written) or recovery publishes all of
+ * them.
+ */
+static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, unsigned n)
+{
+	return _shmring_mpmc_push_n(r, elems, n, 0);
+}
+
+/*
+ * Consumer. Pops n elements, the next n in the ring, or none. Returns n, -EAGAIN (fewer than n
+ * published in a run at head: an element still being published by a slow producer counts as
+ * a gap), -EINVAL (n > SHMRING_MPMC_BULK_MAX or capacity), -EPROTO. A consumer that dies
+ * inside it loses the n elements (never delivered to anyone else).
+ */
+static inline int shmring_mpmc_pop_bulk(struct shmring *r, void *elems, unsigned n)
+{
+	return _shmring_mpmc_pop_n(r, elems, n, 0);
 }
 
 #endif
