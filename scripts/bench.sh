@@ -3,8 +3,8 @@
 # runner in build-bench, runs it, and draws the plots.
 #   scripts/bench.sh [--quick] [--only SUITE[,SUITE]] [--rounds N]
 # Suites: spsc, mpmc, msg, rtt, ipc (the floors always run). Results:
-# bench/results/latest.{csv,txt}, bench/results/*.png, and the MPMC scaling table in
-# bench/results/mpmc.txt.
+# bench/results/latest.{csv,txt}, bench/results/*.png, the MPMC scaling table in
+# bench/results/mpmc.txt and the message-ring table in bench/results/msg.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +54,15 @@ if [[ -z $only || ,$only, == *,mpmc,* ]]; then
 		fi
 	else
 		echo "mpmc scaling: skipped (needs DPDK and Concurrency Kit: dpdk-dev, libck-dev)"
+	fi
+fi
+# Message rings against the kernel's message channels, memcpy and a cross-core floor.
+if [[ -z $only || ,$only, == *,msg,* ]]; then
+	echo
+	if ((quick)); then
+		build-bench/bench/msg_bench 0.05 3 | tee bench/results/msg.txt
+	else
+		build-bench/bench/msg_bench 0.3 5 | tee bench/results/msg.txt
 	fi
 fi
 
