@@ -60,7 +60,7 @@ fi
 if [[ -z $only || ,$only, == *,msg,* ]]; then
 	echo
 	if ((quick)); then
-		build-bench/bench/msg_bench 0.05 3 | tee bench/results/msg.txt
+		build-bench/bench/msg_bench 0.1 3 | tee bench/results/msg.txt
 	else
 		build-bench/bench/msg_bench 0.3 5 | tee bench/results/msg.txt
 	fi
