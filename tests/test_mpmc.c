@@ -133,17 +133,33 @@ static int alive_unless_fake(uint64_t owner, void *arg)
 	return owner != FAKE_OWNER;
 }
 
+/* A ring of capacity cap, and in *v a second handle whose owner the ring takes for dead. */
+static struct shmring *ring_with_victim(uint64_t cap, struct shmring **v)
+{
+	struct shmring_params p = mp_params(8, cap);
+	struct shmring *r;
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
+	*v = mp_attach(r);
+	shmring_mpmc_set_owner(*v, FAKE_OWNER);
+	return r;
+}
+
+/* The ring takes exactly cap elements: recovery gave every slot back. */
+static void assert_capacity(struct shmring *r, uint64_t cap, const char *what, int k)
+{
+	uint64_t x = 0;
+	for (uint64_t i = 0; i < cap; i++)
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0, "%s %d: capacity shrank", what, k);
+	cr_assert_eq(shmring_mpmc_push(r, &x), -EAGAIN);
+}
+
 /* Fills a ring, kills a producer or consumer (simulated) at point pt on queue q, recovers, and
  * checks: no duplicate, at most one loss, full capacity afterwards. */
 static void death_case(int producer, int pt, int q)
 {
 	enum { CAP = 8 };
-	struct shmring_params p = mp_params(8, CAP);
-	struct shmring *r, *v;
-	cr_assert_eq(shmring_create_anon(&p, &r), 0);
-	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
-	v = mp_attach(r);
-	shmring_mpmc_set_owner(v, FAKE_OWNER);
+	struct shmring *v, *r = ring_with_victim(CAP, &v);
 	uint64_t x;
 	int seen[64] = {0}, npushed = 0;
 	for (uint64_t i = 0; i < CAP / 2; i++, npushed++)
@@ -174,10 +190,7 @@ static void death_case(int producer, int pt, int q)
 	for (int i = 0; i < npushed; i++)
 		lost += seen[i] == 0;
 	cr_assert_leq(lost, producer ? 0 : 1, "point %d: lost %d", pt, lost);
-	/* Capacity intact. */
-	for (uint64_t i = 0; i < CAP; i++)
-		cr_assert_eq(shmring_mpmc_push(r, &i), 0, "capacity shrank (point %d)", pt);
-	cr_assert_eq(shmring_mpmc_push(r, &x), -EAGAIN);
+	assert_capacity(r, CAP, "point", pt);
 	for (uint64_t i = 0; i < CAP; i++) {
 		cr_assert_eq(shmring_mpmc_pop(r, &x), 0);
 		cr_assert_eq(x, i);
@@ -247,12 +260,7 @@ static int hook_countdown(struct shmring *r, int point, int queue, void *arg)
 static int bulk_death_case(int producer, int k)
 {
 	enum { CAP = 8, N = 3 };
-	struct shmring_params p = mp_params(8, CAP);
-	struct shmring *r, *v;
-	cr_assert_eq(shmring_create_anon(&p, &r), 0);
-	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
-	v = mp_attach(r);
-	shmring_mpmc_set_owner(v, FAKE_OWNER);
+	struct shmring *v, *r = ring_with_victim(CAP, &v);
 	uint64_t x[N], in[N] = {100, 101, 102};
 	int seen[128] = {0};
 	for (uint64_t i = 0; i < 4; i++)
@@ -281,9 +289,7 @@ static int bulk_death_case(int producer, int k)
 	for (int i = 0; i < 4; i++)
 		lost += seen[i] == 0;
 	cr_assert_leq(lost, producer ? 0 : N, "k %d: lost %d", k, lost);
-	for (uint64_t i = 0; i < CAP; i++)
-		cr_assert_eq(shmring_mpmc_push(r, &i), 0, "k %d: capacity shrank", k);
-	cr_assert_eq(shmring_mpmc_push(r, x), -EAGAIN);
+	assert_capacity(r, CAP, "k", k);
 	shmring_close(r);
 	return died;
 }

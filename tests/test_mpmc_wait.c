@@ -199,14 +199,21 @@ static struct shmring *victim(struct shmring *r, int point)
 	return v;
 }
 
+/* An anonymous ring whose handle sleeps in slices of slice_ms and takes FAKE_OWNER for dead. */
+static struct shmring *waiting_ring(uint64_t cap, uint32_t slice_ms)
+{
+	struct shmring_params p = mp_params(cap, 0);
+	struct shmring *r;
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	sleepy(r, slice_ms);
+	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
+	return r;
+}
+
 Test(mpmc_wait, producer_waits_out_a_dead_consumer)
 {
-	struct shmring_params p = mp_params(4, 0);
-	struct shmring *r;
+	struct shmring *r = waiting_ring(4, SLICE_MS);
 	struct elem x = {0, 0};
-	cr_assert_eq(shmring_create_anon(&p, &r), 0);
-	sleepy(r, SLICE_MS);
-	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
 	for (uint64_t i = 0; i < 4; i++) {
 		x.cnt = i;
 		cr_assert_eq(shmring_mpmc_push(r, &x), 0);
@@ -230,12 +237,8 @@ Test(mpmc_wait, producer_waits_out_a_dead_consumer)
 
 Test(mpmc_wait, consumer_gets_a_dead_producers_element)
 {
-	struct shmring_params p = mp_params(4, 0);
-	struct shmring *r;
+	struct shmring *r = waiting_ring(4, SLICE_MS);
 	struct elem x = {7, 77};
-	cr_assert_eq(shmring_create_anon(&p, &r), 0);
-	sleepy(r, SLICE_MS);
-	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
 	/* A producer dies after writing its element and recording that it is about to publish
 	 * it (at HOOK_FILLED its record cannot yet tell a finished copy from a torn one, and
 	 * recovery drops the element: see shmring_mpmc_recover()). */
@@ -257,12 +260,8 @@ Test(mpmc_wait, consumer_gets_a_dead_producers_element)
  * the (long) slice would publish the dead producer's element, so the deadline comes first. */
 Test(mpmc_wait, no_busy_loop_behind_a_dead_enqueuer)
 {
-	struct shmring_params p = mp_params(8, 0);
-	struct shmring *r;
+	struct shmring *r = waiting_ring(8, 5000);
 	struct elem x = {1, 1};
-	cr_assert_eq(shmring_create_anon(&p, &r), 0);
-	sleepy(r, 5000);
-	shmring_mpmc_set_alive_fn(r, alive_unless_fake, NULL);
 	/* One element through first, so that the threshold is up: it alone would hide a loop. */
 	cr_assert_eq(shmring_mpmc_push(r, &x), 0);
 	cr_assert_eq(shmring_mpmc_pop(r, &x), 0);

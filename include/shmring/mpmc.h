@@ -541,11 +541,15 @@ static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 	return rc;
 }
 
-/* Internal: push_burst (up_to = 1) and push_bulk (0). */
-static inline int _shmring_mpmc_push_n(struct shmring *r, const void *elems, unsigned n, int up_to)
+/*
+ * Internal: the body of push_burst/push_bulk (push = 1: buf is only read) and of
+ * pop_burst/pop_bulk (push = 0); up_to = 1 for bursts, 0 for bulks.
+ */
+static inline int _shmring_mpmc_move_n(struct shmring *r, unsigned char *buf, unsigned n, int up_to,
+				       int push)
 {
 	struct _shmring_mpmc_rec *rec = r->m.rec;
-	const unsigned char *p = elems;
+	int from = push ? _SHMRING_MP_FQ : _SHMRING_MP_AQ, to = !from;
 	uint64_t idx[SHMRING_MPMC_BULK_MAX];
 
 	if (n == 0)
@@ -555,56 +559,28 @@ static inline int _shmring_mpmc_push_n(struct shmring *r, const void *elems, uns
 			return -EINVAL;
 		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
 	}
-	int k = _shmring_mp_deq_n(r, rec, _SHMRING_MP_FQ, idx, n, up_to);
+	int k = _shmring_mp_deq_n(r, rec, from, idx, n, up_to);
 	if (k == -EAGAIN && up_to) {
-		/* No run of free slots at head (a gap the single path knows how to cross). */
-		int rc = shmring_mpmc_push(r, elems);
+		/* No run ready at head: the single path crosses gaps, tells empty from a gap, and
+		 * keeps the threshold that makes empty pops cheap. */
+		int rc = push ? shmring_mpmc_push(r, buf) : shmring_mpmc_pop(r, buf);
 		return rc ? rc : 1;
 	}
 	if (k < 0)
 		return k;
-	for (int j = 0; j < k; j++)
-		_shmring_copy(r->data + idx[j] * r->elem_size, p + (size_t)j * r->elem_size,
-			      r->elem_size);
-	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_FILLED, _SHMRING_MP_AQ);
-	int rc = _shmring_mp_put_n(r, rec, _SHMRING_MP_AQ, idx, (unsigned)k);
+	for (int j = 0; j < k; j++) {
+		unsigned char *slot = r->data + idx[j] * r->elem_size;
+		unsigned char *mine = buf + (size_t)j * r->elem_size;
+		if (push)
+			_shmring_copy(slot, mine, r->elem_size);
+		else
+			_shmring_copy(mine, slot, r->elem_size);
+	}
+	_SHMRING_MP_HOOK(r, push ? SHMRING_MPMC_HOOK_FILLED : SHMRING_MPMC_HOOK_READ, to);
+	int rc = _shmring_mp_put_n(r, rec, to, idx, (unsigned)k);
 	if (rc)
 		return rc;
-	_shmring_mp_wake(r, r->wake_data);
-	return k;
-}
-
-/* Internal: pop_burst (up_to = 1) and pop_bulk (0). */
-static inline int _shmring_mpmc_pop_n(struct shmring *r, void *elems, unsigned n, int up_to)
-{
-	struct _shmring_mpmc_rec *rec = r->m.rec;
-	unsigned char *p = elems;
-	uint64_t idx[SHMRING_MPMC_BULK_MAX];
-
-	if (n == 0)
-		return 0;
-	if (n > SHMRING_MPMC_BULK_MAX || n > r->capacity) {
-		if (!up_to)
-			return -EINVAL;
-		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
-	}
-	int k = _shmring_mp_deq_n(r, rec, _SHMRING_MP_AQ, idx, n, up_to);
-	if (k == -EAGAIN && up_to) {
-		/* Nothing ready at head: the single path tells empty from a gap, and keeps the
-		 * threshold that makes empty pops cheap. */
-		int rc = shmring_mpmc_pop(r, elems);
-		return rc ? rc : 1;
-	}
-	if (k < 0)
-		return k;
-	for (int j = 0; j < k; j++)
-		_shmring_copy(p + (size_t)j * r->elem_size, r->data + idx[j] * r->elem_size,
-			      r->elem_size);
-	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_READ, _SHMRING_MP_FQ);
-	int rc = _shmring_mp_put_n(r, rec, _SHMRING_MP_FQ, idx, (unsigned)k);
-	if (rc)
-		return rc;
-	_shmring_mp_wake(r, r->wake_space);
+	_shmring_mp_wake(r, push ? r->wake_data : r->wake_space);
 	return k;
 }
 
@@ -615,14 +591,14 @@ static inline int _shmring_mpmc_pop_n(struct shmring *r, void *elems, unsigned n
  */
 static inline int shmring_mpmc_push_burst(struct shmring *r, const void *elems, unsigned n)
 {
-	return _shmring_mpmc_push_n(r, elems, n, 1);
+	return _shmring_mpmc_move_n(r, (unsigned char *)(uintptr_t)elems, n, 1, 1);
 }
 
 /* Consumer. Pops up to n elements (at most SHMRING_MPMC_BULK_MAX), in order. Returns how many
  * (1..n), 0 when n is 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
 static inline int shmring_mpmc_pop_burst(struct shmring *r, void *elems, unsigned n)
 {
-	return _shmring_mpmc_pop_n(r, elems, n, 1);
+	return _shmring_mpmc_move_n(r, elems, n, 1, 0);
 }
 
 /*
@@ -635,7 +611,7 @@ static inline int shmring_mpmc_pop_burst(struct shmring *r, void *elems, unsigne
  */
 static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, unsigned n)
 {
-	return _shmring_mpmc_push_n(r, elems, n, 0);
+	return _shmring_mpmc_move_n(r, (unsigned char *)(uintptr_t)elems, n, 0, 1);
 }
 
 /*
@@ -646,7 +622,7 @@ static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, u
  */
 static inline int shmring_mpmc_pop_bulk(struct shmring *r, void *elems, unsigned n)
 {
-	return _shmring_mpmc_pop_n(r, elems, n, 0);
+	return _shmring_mpmc_move_n(r, elems, n, 0, 0);
 }
 
 #endif
