@@ -146,7 +146,7 @@ static void model_send(struct model *m, uint32_t len, uint32_t type, uint32_t se
 	model_commit(m, len, len, type, seed);
 }
 
-static uint8_t mem[CAP_MAX + 4096] __attribute__((aligned(4096)));
+static uint8_t mem[CAP_MAX + 16384] __attribute__((aligned(4096)));
 static uint8_t buf[CAP_MAX];
 
 static int dead_all(uint32_t pid, void *arg)

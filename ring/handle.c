@@ -73,6 +73,8 @@ int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out)
 		_shmring_reg_put(seg);
 		return -ENOMEM;
 	}
+	if (r->kind == SHMRING_MSG_MPSC)
+		_shmring_msg_handle_init(r, base, g); /* ring/msg.c: a producer claim record */
 	if (r->kind == SHMRING_MPMC) {
 		int rc = _shmring_mpmc_handle_init(r, base, g); /* ring/mpmc.c: claims a record */
 		if (rc != 0) {
@@ -92,6 +94,8 @@ int shmring_close(struct shmring *r)
 		return 0;
 	if (r->kind == SHMRING_MPMC)
 		_shmring_mpmc_handle_fini(r); /* ring/mpmc.c: frees our record */
+	if (r->kind == SHMRING_MSG_MPSC)
+		_shmring_msg_handle_fini(r);
 	_shmring_sync_handle_fini(r);
 	_shmring_reg_put(r->seg);
 	free(r);

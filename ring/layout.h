@@ -24,10 +24,11 @@
 
 /* Index of each part in the header's table. Kinds may use the rest. */
 enum {
-	_SHMRING_PART_PROD = 0, /* producer position block */
-	_SHMRING_PART_CONS = 1, /* consumer position block */
-	_SHMRING_PART_SYNC = 2, /* sleep/wake words and liveness */
-	_SHMRING_PART_DATA = 3, /* slots */
+	_SHMRING_PART_PROD = 0,	  /* producer position block */
+	_SHMRING_PART_CONS = 1,	  /* consumer position block */
+	_SHMRING_PART_SYNC = 2,	  /* sleep/wake words and liveness */
+	_SHMRING_PART_DATA = 3,	  /* slots */
+	_SHMRING_PART_MSGREC = 4, /* MPSC message rings: producer claim records (msg.h) */
 };
 
 struct _shmring_part {

@@ -38,6 +38,85 @@ int shmring_msg_pid_gone(uint32_t pid, void *arg)
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
+void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
+			      const struct _shmring_layout *g)
+{
+	struct _shmring_msg_rec *recs =
+	    (struct _shmring_msg_rec *)(base + g->part[_SHMRING_PART_MSGREC].off);
+	uint32_t me = _shmring_msg_pid();
+
+	r->msg.c.recs = recs;
+	/* A free record first; else one whose owner is gone and whose last claim the consumer
+	 * has passed (a claim it still waits on must stay attributed to the dead owner). */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
+			struct _shmring_msg_rec *x = &recs[i];
+			uint64_t o = atomic_load_explicit(&x->owner, memory_order_acquire);
+			if (pass == 0 ? o != 0 : o == 0 || !shmring_msg_pid_gone((uint32_t)o, NULL))
+				continue;
+			if (pass == 1) {
+				uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
+				uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
+				uint64_t h =
+				    atomic_load_explicit(r->cons_pos, memory_order_acquire);
+				if (c && (int64_t)(e - h) > 0)
+					continue;
+			}
+			/* A7: pairs with R7 in _shmring_msg_handle_fini(). */
+			if (atomic_compare_exchange_strong_explicit(
+				&x->owner, &o, me, memory_order_acq_rel, memory_order_relaxed)) {
+				atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
+				r->msg.p.rec = x;
+				r->msg.p.rec_pid = me;
+				return;
+			}
+		}
+	}
+}
+
+void _shmring_msg_handle_fini(struct shmring *r)
+{
+	struct _shmring_msg_rec *x = r->msg.p.rec;
+	uint64_t me = r->msg.p.rec_pid;
+
+	/* A handle closed with a claim still unwritten (only a test does that) keeps its record
+	 * named, so that recovery can attribute the claim. */
+	if (!x || r->msg.p.res_active)
+		return;
+	atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
+	/* R7: pairs with A7 in _shmring_msg_handle_init(). */
+	atomic_compare_exchange_strong_explicit(&x->owner, &me, 0, memory_order_release,
+						memory_order_relaxed);
+}
+
+/*
+ * Is the zero-header claim at h still held by someone alive? 1 (wait), 0 (every producer whose
+ * record names h is dead), or -1 (no record names h: unattributed). A record names h when its
+ * claim [claim, end) holds h: claims that succeeded are disjoint, so at most one is the real
+ * one; a stale attempt of a live producer also names h for the few instructions until its next
+ * attempt or its give-up, and makes us wait for it (never discard a live claim).
+ */
+static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t, void *),
+			  void *arg)
+{
+	int named = 0;
+
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
+		struct _shmring_msg_rec *x = &r->msg.c.recs[i];
+		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
+		uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
+		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0)
+			continue;
+		uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
+		if (o == 0 || o > UINT32_MAX)
+			continue; /* freed, or not a pid: names nobody */
+		named = 1;
+		if (!is_dead((uint32_t)o, arg))
+			return 1;
+	}
+	return named ? 0 : -1;
+}
+
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg)
 {
 	if (!r || !is_dead || (r->kind != SHMRING_MSG && r->kind != SHMRING_MSG_MPSC))
@@ -64,7 +143,10 @@ int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *ar
 	uint64_t w = atomic_load_explicit(hp, memory_order_acquire);
 
 	if (w == 0) {
-		if (!is_dead(0, arg))
+		/* A6: the acquire load of t above pairs with R6 in the reserve: every claim record
+		 * written before a claim below t is visible. */
+		int alive = claimant_alive(r, h, is_dead, arg);
+		if (alive == 1 || (alive < 0 && !is_dead(0, arg)))
 			return 0;
 		/* F1 in the reserve: a claim whose header is 0 holds only zeroes, so the first
 		 * non-zero word is the next record's header. The scan is bounded by t. */

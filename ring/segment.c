@@ -55,6 +55,11 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	off += round_block(data);
 	if (p->kind == SHMRING_MPMC)
 		off = _shmring_mpmc_layout(out, off); /* parts 4..7 (ring/mpmc.c) */
+	if (p->kind == SHMRING_MSG_MPSC) {
+		uint64_t n = (uint64_t)SHMRING_MSG_PRODUCERS * sizeof(struct _shmring_msg_rec);
+		out->part[_SHMRING_PART_MSGREC] = (struct _shmring_part){off, n};
+		off += round_block(n);
+	}
 	out->total_size = off;
 	out->hflags = (p->flags & SHMRING_F_SEMAPHORE) ? 1u /* _SHMRING_HF_SEM */ : 0;
 	if (out->total_size > SIZE_MAX)
@@ -82,8 +87,11 @@ void _shmring_format(void *mem, const struct _shmring_layout *l)
 	/* Positions and waiter words start at zero; the slots need no initialisation. */
 	memset(base, 0, l->part[_SHMRING_PART_DATA].off);
 	/* MPSC message rings (msg.h): free space must read as "not written" (zero headers). */
-	if (l->kind == SHMRING_MSG_MPSC)
+	if (l->kind == SHMRING_MSG_MPSC) {
 		memset(base + l->part[_SHMRING_PART_DATA].off, 0, l->part[_SHMRING_PART_DATA].size);
+		memset(base + l->part[_SHMRING_PART_MSGREC].off, 0,
+		       l->part[_SHMRING_PART_MSGREC].size);
+	}
 	h->magic = _SHMRING_MAGIC;
 	h->abi = SHMRING_ABI_VERSION;
 	h->kind = l->kind;

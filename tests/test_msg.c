@@ -598,6 +598,78 @@ Test(msg_dead, zero_claim)
 	}
 }
 
+/*
+ * Deterministic: a producer process dies right after its claim's compare-and-swap, before its
+ * first header store (header still 0), while another producer lives. Its claim record names
+ * it, so recovery with shmring_msg_pid_gone discards the claim once the process is gone (not
+ * while it is alive, nor while it is an unreaped zombie), and a blocking consumer gets past it
+ * by itself. Also for a claim that wraps (padding, then the record at 0).
+ */
+Test(msg_dead, zero_claim_attributed)
+{
+	for (int wrap = 0; wrap < 2; wrap++) {
+		struct shmring *r = mk(SHMRING_MSG_MPSC, 256);
+		unsigned char buf[64];
+		uint32_t type;
+		int go[2];
+
+		if (wrap) { /* move to 240 */
+			for (int i = 0; i < 5; i++)
+				cr_assert_eq(shmring_msg_send(r, buf, 40, 0), 0);
+			for (int i = 0; i < 5; i++)
+				cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 40);
+		}
+		cr_assert_eq(pipe(go), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			size_t len;
+			void *base = shmring_base(r, &len);
+			struct shmring_params e = {.kind = SHMRING_MSG_MPSC};
+			struct shmring *h;
+			char c;
+			if (shmring_attach(base, len, &e, &h) != 0 || !h->msg.p.rec)
+				_exit(2);
+			/* The reserve's claim, stopped where a SIGKILL could stop it. */
+			uint64_t t = atomic_load(h->prod_pos), need = wrap ? 16 + 32 : 32;
+			atomic_store(&h->msg.p.rec->end, t + need);
+			atomic_store(&h->msg.p.rec->claim, t | 1);
+			if (!atomic_compare_exchange_strong(h->prod_pos, &t, t + need))
+				_exit(3);
+			if (wrap) /* the padding is written, the record is not */
+				atomic_store(_shmring_msg_hdr(h, t),
+					     _SHMRING_MSG_VALID | _SHMRING_MSG_PAD | 8u);
+			if (read(go[0], &c, 1) != 1)
+				_exit(4);
+			_exit(0);
+		}
+		close(go[0]);
+		while (atomic_load(r->prod_pos) == (wrap ? 240u : 0u))
+			usleep(100);
+		cr_assert_eq(shmring_msg_send(r, "next", 4, 9), 0); /* a live producer */
+		cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), -EAGAIN);
+		/* The claimant is alive: nothing is discarded. */
+		cr_assert_eq(shmring_msg_recover(r, shmring_msg_pid_gone, NULL), 0);
+		cr_assert_eq(write(go[1], "x", 1), 1);
+		close(go[1]);
+		cr_assert_eq(tu_wait(pid), 0);
+		/* Gone, while this process (a producer too) lives: the consumer gets past it in its
+		 * own wait, within a slice. */
+		struct shmring_wait_policy pol = {.slice_ms = 20};
+		cr_assert_eq(shmring_set_wait_policy(r, &pol), 0);
+		struct timespec dl;
+		clock_gettime(CLOCK_MONOTONIC, &dl);
+		dl.tv_sec += 5;
+		cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), &type, &dl), 4);
+		cr_assert_eq(type, 9);
+		cr_assert_eq(memcmp(buf, "next", 4), 0);
+		for (int i = 0; i < 100; i++) {
+			cr_assert_eq(shmring_msg_send(r, buf, (uint32_t)(i % 57), (uint32_t)i), 0);
+			cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), i % 57);
+		}
+		shmring_close(r);
+	}
+}
+
 /* A producer wrongly declared dead learns it at commit; the consumer has moved on. */
 Test(msg_dead, owner_dead)
 {

@@ -58,9 +58,12 @@ struct shmring {
 			uint64_t res_word; /* MPSC: the busy header we wrote (commit swaps it) */
 			uint32_t res_len;
 			uint32_t res_active;
+			struct _shmring_msg_rec *rec; /* MPSC: our claim record, or NULL */
+			uint32_t rec_pid;	      /* the pid its owner word holds */
 		} p;
 		alignas(64) struct {
-			uint64_t peek_stride; /* bytes of the peeked record; 0 when none */
+			uint64_t peek_stride;	       /* bytes of the peeked record; 0 when none */
+			struct _shmring_msg_rec *recs; /* MPSC: every producer's claim record */
 		} c;
 	} msg;
 

@@ -19,8 +19,10 @@
  * MPSC: producers claim space with one compare-and-swap on the shared producer position, write
  * a BUSY header carrying their pid, fill the payload and commit by swapping the header to its
  * final value (R3/A3). The consumer stops at a BUSY or unwritten header. It zeroes every byte
- * it frees, so that free space always reads as "not written". A producer that dies holding a
- * claim is turned into a discarded record by shmring_msg_recover().
+ * it frees, so that free space always reads as "not written". Before each claim a producer
+ * names the range in its claim record (R6), so that even a claim whose header was never
+ * written has a known owner. A producer that dies holding a claim is turned into a discarded
+ * record by shmring_msg_recover().
  *
  * Return convention: 0 or a count on success; -EAGAIN nothing moved (full, empty, or the next
  * record still being written); -EMSGSIZE too large for this ring (or for the caller's buffer);
@@ -50,6 +52,24 @@
 #define _SHMRING_MSG_DISCARD (1u << 30)
 #define _SHMRING_MSG_BUSY    (1u << 31)
 #define _SHMRING_MSG_LEN     (_SHMRING_MSG_VALID - 1)
+
+/* Producer claim records of an MPSC ring: handles beyond this many claim unattributed. */
+#define SHMRING_MSG_PRODUCERS 64
+
+/*
+ * Internal: one producer's claim record in the segment (MPSC). Before each compare-and-swap that
+ * may claim [t, end) (padding to the end of the ring included), the producer stores end and
+ * claim = t | 1, and clears claim when it gives up; so a claim whose header was never written
+ * (the producer died right after the CAS, or between the padding and the record of a claim
+ * that wraps) still names its claimant, and recovery can ask whether that one is dead while
+ * other producers live.
+ */
+struct _shmring_msg_rec {
+	_Atomic uint64_t owner; /* pid of the handle's process; 0 free */
+	_Atomic uint64_t claim; /* t | 1 while claiming from t (or holding what it claimed); 0 */
+	_Atomic uint64_t end;	/* end of that claim */
+	uint64_t pad_[5];
+};
 
 /* One message of a burst. send: base, len, type in. recv: base and cap in; len, type out. */
 struct shmring_msgvec {
@@ -146,6 +166,14 @@ static inline int _shmring_msg_spsc_reserve(struct shmring *r, uint32_t len, voi
 	return 0;
 }
 
+/* Internal, MPSC producer: a reserve that gives up names no position (a live producer whose
+ * failed attempt named the position a dead one then claimed must not shield that claim). */
+static inline void _shmring_msg_unclaim(struct shmring *r)
+{
+	if (r->msg.p.rec && r->msg.p.rec_pid == _shmring_msg_pid())
+		atomic_store_explicit(&r->msg.p.rec->claim, 0, memory_order_relaxed);
+}
+
 static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, void **ptr)
 {
 	uint64_t cap = r->capacity;
@@ -175,16 +203,28 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 			r->p.head_cache = h;
 			to_end = cap - (t & r->mask);
 			need = stride <= to_end ? stride : to_end + stride;
-			if (cap - (t - h) < need)
+			if (cap - (t - h) < need) {
+				_shmring_msg_unclaim(r);
 				return -EAGAIN;
+			}
 		}
-		/* The claim itself publishes nothing: the headers below do (R3). */
+		/* Name ourselves as the claimant of t first (not from a forked child using its
+		 * parent's handle: the record names the parent). R6: the release CAS below
+		 * orders this store before the new position; pairs with A6 in
+		 * shmring_msg_recover(), which reads the position before the records. */
+		if (r->msg.p.rec && r->msg.p.rec_pid == _shmring_msg_pid()) {
+			atomic_store_explicit(&r->msg.p.rec->end, t + need, memory_order_relaxed);
+			atomic_store_explicit(&r->msg.p.rec->claim, t | 1, memory_order_relaxed);
+		}
+		/* The claim itself publishes nothing else: the headers below do (R3). */
 		if (atomic_compare_exchange_weak_explicit(
-			r->prod_pos, &t, t + need, memory_order_relaxed, memory_order_relaxed))
+			r->prod_pos, &t, t + need, memory_order_release, memory_order_relaxed))
 			break;
 	}
-	if (tries == 1024)
+	if (tries == 1024) {
+		_shmring_msg_unclaim(r);
 		return -EAGAIN;
+	}
 	if (stride > to_end) {
 		/* R3: pairs with A3 in shmring_msg_peek(). */
 		atomic_store_explicit(_shmring_msg_hdr(r, t),
@@ -529,12 +569,15 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * dead producer. is_dead(pid, arg) is asked about the pid in a BUSY header; the claim then
  * becomes a discarded record (that producer's commit/abort will return -EOWNERDEAD). A header
  * still 0 means a producer died (or is stalled) between its claim and its first store, a
- * window of a few instructions, and its pid is unknown: is_dead(0, arg) is asked, and must say
- * yes only when no live producer can be inside that window (every other producer stopped, or
- * stuck far longer than the window could take); the zeroed span up to the next written header
- * then becomes a discarded record. Returns 1 if a record was discarded, 0 if nothing was stuck
- * or the claimant is alive (and always 0 on SPSC, where a dead producer holds no claim),
- * -EINVAL, -EPROTO. Non-blocking apart from is_dead.
+ * window of a few instructions. Its claim record names it (every handle of an MPSC ring holds
+ * one of SHMRING_MSG_PRODUCERS records, and writes the position into it before each claim):
+ * is_dead(pid, arg) is asked about every producer whose record names this position, and the
+ * claim is discarded only if all of them are dead. Only a claim no record names (more than
+ * SHMRING_MSG_PRODUCERS handles, or a forked child producing through its parent's handle) asks
+ * is_dead(0, arg), which must say yes only when no live producer can be inside that window.
+ * The zeroed span up to the next written header then becomes a discarded record. Returns 1 if a
+ * record was discarded, 0 if nothing was stuck or the claimant is alive (and always 0 on SPSC,
+ * where a dead producer holds no claim), -EINVAL, -EPROTO. Non-blocking apart from is_dead.
  */
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
 
