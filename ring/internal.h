@@ -57,8 +57,7 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 /* Makes a handle on a segment whose reference the caller passes to it. */
 int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out);
 
-/* MPSC message rings (ring/msg.c): takes a producer claim record for the handle (none when all
- * are held: its claims are then unattributed), and gives it back. */
+/* MPSC message rings (ring/msg.c): finds the claim records; gives back the handle's. */
 void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
 			      const struct _shmring_layout *g);
 void _shmring_msg_handle_fini(struct shmring *r);

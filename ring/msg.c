@@ -41,16 +41,20 @@ int shmring_msg_pid_gone(uint32_t pid, void *arg)
 void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
 			      const struct _shmring_layout *g)
 {
-	struct _shmring_msg_rec *recs =
-	    (struct _shmring_msg_rec *)(base + g->part[_SHMRING_PART_MSGREC].off);
+	/* Records are taken by the first reserve (_shmring_msg_rec_take()): a consumer needs
+	 * none, and a forked child producing through this handle needs its own. */
+	r->msg.c.recs = (struct _shmring_msg_rec *)(base + g->part[_SHMRING_PART_MSGREC].off);
+}
+
+int _shmring_msg_rec_take(struct shmring *r)
+{
 	uint32_t me = _shmring_msg_pid();
 
-	r->msg.c.recs = recs;
 	/* A free record first; else one whose owner is gone and whose last claim the consumer
 	 * has passed (a claim it still waits on must stay attributed to the dead owner). */
 	for (int pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
-			struct _shmring_msg_rec *x = &recs[i];
+			struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_acquire);
 			if (pass == 0 ? o != 0 : o == 0 || !shmring_msg_pid_gone((uint32_t)o, NULL))
 				continue;
@@ -68,10 +72,11 @@ void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
 				atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
 				r->msg.p.rec = x;
 				r->msg.p.rec_pid = me;
-				return;
+				return 0;
 			}
 		}
 	}
+	return -EUSERS;
 }
 
 void _shmring_msg_handle_fini(struct shmring *r)
@@ -79,28 +84,34 @@ void _shmring_msg_handle_fini(struct shmring *r)
 	struct _shmring_msg_rec *x = r->msg.p.rec;
 	uint64_t me = r->msg.p.rec_pid;
 
-	/* A handle closed with a claim still unwritten (only a test does that) keeps its record
-	 * named, so that recovery can attribute the claim. */
-	if (!x || r->msg.p.res_active)
+	/* Only the process that took the record gives it back (a forked child closing the
+	 * handles it inherited must not free its parent's record). A handle closed with a claim
+	 * still unwritten (only a test does that) keeps its record named, so that recovery can
+	 * attribute the claim. */
+	if (!x || me != _shmring_msg_pid() || r->msg.p.res_active)
 		return;
 	atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
-	/* R7: pairs with A7 in _shmring_msg_handle_init(). */
+	/* R7: pairs with A7 in _shmring_msg_rec_take(). */
 	atomic_compare_exchange_strong_explicit(&x->owner, &me, 0, memory_order_release,
 						memory_order_relaxed);
 }
 
 /*
  * Is the zero-header claim at h still held by someone alive? 1 (wait), 0 (every producer whose
- * record names h is dead), or -1 (no record names h: unattributed). A record names h when its
- * claim [claim, end) holds h: claims that succeeded are disjoint, so at most one is the real
- * one; a stale attempt of a live producer also names h for the few instructions until its next
- * attempt or its give-up, and makes us wait for it (never discard a live claim).
+ * record names h is dead; *end is then the least end among them), or -1 (no record names h).
+ * A record names h when its claim [claim, end) holds h. Every claim is attributed (a reserve
+ * takes a record first), and the claimant wrote its record before its CAS, so the real
+ * claimant is among those named; the others are stale attempts from before a failed CAS. A
+ * live one of those makes us wait a few instructions; a dead one could only widen the span,
+ * hence the least end: the real claim ends there or later, and what follows it belongs to the
+ * next claimant, alive or not, for a later round.
  */
 static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t, void *),
-			  void *arg)
+			  void *arg, uint64_t *end)
 {
 	int named = 0;
 
+	*end = UINT64_MAX;
 	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
 		struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
@@ -113,6 +124,8 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 		named = 1;
 		if (!is_dead((uint32_t)o, arg))
 			return 1;
+		if (e - h < *end - h)
+			*end = e;
 	}
 	return named ? 0 : -1;
 }
@@ -145,13 +158,17 @@ int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *ar
 	if (w == 0) {
 		/* A6: the acquire load of t above pairs with R6 in the reserve: every claim record
 		 * written before a claim below t is visible. */
-		int alive = claimant_alive(r, h, is_dead, arg);
+		uint64_t end;
+		int alive = claimant_alive(r, h, is_dead, arg, &end);
 		if (alive == 1 || (alive < 0 && !is_dead(0, arg)))
 			return 0;
 		/* F1 in the reserve: a claim whose header is 0 holds only zeroes, so the first
 		 * non-zero word is the next record's header. The scan is bounded by t. */
+		/* Named: the dead claim ends at end at the latest; never discard past it, into
+		 * a next claim whose header is not written yet (its owner may be alive). */
+		uint64_t lim = alive == 0 && end - h < t - h ? end : t;
 		uint64_t n = h + 8;
-		while (n < t &&
+		while (n < lim &&
 		       atomic_load_explicit(_shmring_msg_hdr(r, n), memory_order_acquire) == 0)
 			n += 8;
 		uint64_t gap = n - h, first = gap < room ? gap : room;

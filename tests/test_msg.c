@@ -627,7 +627,7 @@ Test(msg_dead, zero_claim_attributed)
 			struct shmring_params e = {.kind = SHMRING_MSG_MPSC};
 			struct shmring *h;
 			char c;
-			if (shmring_attach(base, len, &e, &h) != 0 || !h->msg.p.rec)
+			if (shmring_attach(base, len, &e, &h) != 0 || _shmring_msg_rec_take(h) != 0)
 				_exit(2);
 			/* The reserve's claim, stopped where a SIGKILL could stop it. */
 			uint64_t t = atomic_load(h->prod_pos), need = wrap ? 16 + 32 : 32;
@@ -668,6 +668,138 @@ Test(msg_dead, zero_claim_attributed)
 		}
 		shmring_close(r);
 	}
+}
+
+/* A second handle on r's mapping, with its claim record taken (as its first reserve would). */
+static struct shmring *producer_handle(struct shmring *r)
+{
+	size_t len;
+	void *base = shmring_base(r, &len);
+	struct shmring_params e = {.kind = SHMRING_MSG_MPSC};
+	struct shmring *h = NULL;
+
+	if (shmring_attach(base, len, &e, &h) != 0 || _shmring_msg_rec_take(h) != 0)
+		return NULL;
+	return h;
+}
+
+/* A claim of need bytes through h's record, stopped before the header store. */
+static uint64_t stalled_claim(struct shmring *h, uint64_t need)
+{
+	uint64_t t = atomic_load(h->prod_pos);
+
+	atomic_store(&h->msg.p.rec->end, t + need);
+	atomic_store(&h->msg.p.rec->claim, t | 1);
+	return atomic_compare_exchange_strong(h->prod_pos, &t, t + need) ? t : UINT64_MAX;
+}
+
+/*
+ * A dead producer's unwritten claim followed by a live producer's claim, also not written yet
+ * (found in review): recovery discards exactly the dead claim, not the zeroes after it, and the
+ * live producer's message then arrives.
+ */
+Test(msg_dead, zero_claim_stops_at_the_next_claim)
+{
+	struct shmring *r = mk(SHMRING_MSG_MPSC, 256);
+	unsigned char buf[64];
+	uint32_t type;
+
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shmring *d = producer_handle(r);
+		_exit(!d || stalled_claim(d, 32) != 0 ? 2 : 0); /* dies holding [0, 32) */
+	}
+	cr_assert_eq(tu_wait(pid), 0);
+	struct shmring *l = producer_handle(r);
+	cr_assert(l);
+	uint64_t t = stalled_claim(l, 32); /* alive, holding [32, 64) */
+	cr_assert_eq(t, 32);
+	cr_assert_eq(shmring_msg_recover(r, shmring_msg_pid_gone, NULL), 1);
+	cr_assert_eq(atomic_load(_shmring_msg_hdr(r, 0)),
+		     _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD | 24u);
+	cr_assert_eq(atomic_load(_shmring_msg_hdr(r, 32)), 0);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), -EAGAIN);
+	cr_assert_eq(shmring_msg_recover(r, shmring_msg_pid_gone, NULL), 0); /* l is alive */
+	/* l goes on: its header, payload and commit, as reserve and commit would. */
+	uint64_t busy =
+	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | 4u | ((uint64_t)_shmring_msg_pid() << 32);
+	atomic_store(_shmring_msg_hdr(l, t), busy);
+	memcpy(l->data + (t & l->mask) + 8, "live", 4);
+	l->msg.p.res_pos = t;
+	l->msg.p.res_len = 4;
+	l->msg.p.res_word = busy;
+	l->msg.p.res_active = 1;
+	cr_assert_eq(shmring_msg_commit(l, 4, 7), 0);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 4);
+	cr_assert_eq(type, 7);
+	cr_assert_eq(memcmp(buf, "live", 4), 0);
+	shmring_close(l);
+	shmring_close(r);
+}
+
+/* A forked child that closes the handles it inherited leaves its parent's record alone, and
+ * a child producing through an inherited handle takes a record of its own (found in review). */
+Test(msg_dead, fork_keeps_records_apart)
+{
+	struct shmring *r = mk(SHMRING_MSG_MPSC, 256);
+	unsigned char buf[64];
+	uint32_t type;
+
+	cr_assert_eq(shmring_msg_send(r, "p", 1, 1), 0); /* takes the parent's record */
+	struct _shmring_msg_rec *mine = r->msg.p.rec;
+	cr_assert(mine);
+	cr_assert_eq(atomic_load(&mine->owner), (uint64_t)getpid());
+	pid_t pid = fork();
+	if (pid == 0) {
+		shmring_close(r); /* tidying up what it inherited */
+		_exit(0);
+	}
+	cr_assert_eq(tu_wait(pid), 0);
+	cr_assert_eq(atomic_load(&mine->owner), (uint64_t)getpid());
+	pid = fork();
+	if (pid == 0) {
+		/* Produce through the inherited handle, then close it. */
+		if (shmring_msg_send(r, "c", 1, 2) != 0 || r->msg.p.rec == mine)
+			_exit(2);
+		shmring_close(r);
+		_exit(0);
+	}
+	cr_assert_eq(tu_wait(pid), 0);
+	cr_assert_eq(atomic_load(&mine->owner), (uint64_t)getpid());
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 1);
+	cr_assert_eq(type, 1);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 1);
+	cr_assert_eq(type, 2);
+	/* The parent, alive, stalls in its own claim: nothing to discard. */
+	cr_assert_neq(stalled_claim(r, 32), UINT64_MAX);
+	cr_assert_eq(shmring_msg_recover(r, shmring_msg_pid_gone, NULL), 0);
+	shmring_close(r);
+}
+
+/* Every claim is attributed: beyond SHMRING_MSG_PRODUCERS producing handles, a reserve says
+ * -EUSERS (a consumer-only handle takes no record). */
+Test(msg, producer_records_limit)
+{
+	struct shmring *r = mk(SHMRING_MSG_MPSC, 4096);
+	struct shmring *h[SHMRING_MSG_PRODUCERS];
+	size_t len;
+	void *base = shmring_base(r, &len);
+	struct shmring_params e = {.kind = SHMRING_MSG_MPSC};
+	void *w;
+
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
+		cr_assert_eq(shmring_attach(base, len, &e, &h[i]), 0);
+		cr_assert_eq(shmring_msg_reserve(h[i], 8, &w), 0);
+		cr_assert_eq(shmring_msg_abort(h[i]), 0);
+	}
+	cr_assert_eq(shmring_msg_reserve(r, 8, &w), -EUSERS);
+	cr_assert_eq(shmring_msg_send(r, "x", 1, 0), -EUSERS);
+	shmring_close(h[7]);
+	cr_assert_eq(shmring_msg_send(r, "x", 1, 0), 0);
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++)
+		if (i != 7)
+			shmring_close(h[i]);
+	shmring_close(r);
 }
 
 /* A producer wrongly declared dead learns it at commit; the consumer has moved on. */

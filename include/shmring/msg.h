@@ -166,12 +166,15 @@ static inline int _shmring_msg_spsc_reserve(struct shmring *r, uint32_t len, voi
 	return 0;
 }
 
+/* Internal, MPSC producer (ring/msg.c): takes a claim record for this process (-EUSERS when
+ * SHMRING_MSG_PRODUCERS processes' handles hold them all). */
+int _shmring_msg_rec_take(struct shmring *r);
+
 /* Internal, MPSC producer: a reserve that gives up names no position (a live producer whose
  * failed attempt named the position a dead one then claimed must not shield that claim). */
 static inline void _shmring_msg_unclaim(struct shmring *r)
 {
-	if (r->msg.p.rec && r->msg.p.rec_pid == _shmring_msg_pid())
-		atomic_store_explicit(&r->msg.p.rec->claim, 0, memory_order_relaxed);
+	atomic_store_explicit(&r->msg.p.rec->claim, 0, memory_order_relaxed);
 }
 
 static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, void **ptr)
@@ -184,6 +187,12 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 
 	if (r->broken)
 		return -EPROTO;
+	/* Every claim is made through a record of our own (a forked child takes its own). */
+	if (__builtin_expect(!r->msg.p.rec || r->msg.p.rec_pid != _shmring_msg_pid(), 0)) {
+		int rc = _shmring_msg_rec_take(r);
+		if (rc)
+			return rc;
+	}
 	for (tries = 0; tries < 1024; tries++) {
 		to_end = cap - (t & r->mask);
 		need = stride <= to_end ? stride : to_end + stride;
@@ -198,8 +207,10 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 			uint64_t h = atomic_load_explicit(r->cons_pos, memory_order_acquire);
 			if ((int64_t)(h - t) > 0)
 				continue; /* counts as a try: a hostile h cannot hold us */
-			if (t - h > cap || ((h | t) & 7))
+			if (t - h > cap || ((h | t) & 7)) {
+				_shmring_msg_unclaim(r);
 				return _shmring_msg_break(r);
+			}
 			r->p.head_cache = h;
 			to_end = cap - (t & r->mask);
 			need = stride <= to_end ? stride : to_end + stride;
@@ -208,14 +219,11 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 				return -EAGAIN;
 			}
 		}
-		/* Name ourselves as the claimant of t first (not from a forked child using its
-		 * parent's handle: the record names the parent). R6: the release CAS below
-		 * orders this store before the new position; pairs with A6 in
+		/* Name ourselves as the claimant of [t, t + need) first. R6: the release CAS
+		 * below orders these stores before the new position; pairs with A6 in
 		 * shmring_msg_recover(), which reads the position before the records. */
-		if (r->msg.p.rec && r->msg.p.rec_pid == _shmring_msg_pid()) {
-			atomic_store_explicit(&r->msg.p.rec->end, t + need, memory_order_relaxed);
-			atomic_store_explicit(&r->msg.p.rec->claim, t | 1, memory_order_relaxed);
-		}
+		atomic_store_explicit(&r->msg.p.rec->end, t + need, memory_order_relaxed);
+		atomic_store_explicit(&r->msg.p.rec->claim, t | 1, memory_order_relaxed);
 		/* The claim itself publishes nothing else: the headers below do (R3). */
 		if (atomic_compare_exchange_weak_explicit(
 			r->prod_pos, &t, t + need, memory_order_release, memory_order_relaxed))
@@ -253,7 +261,8 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
  * shmring_msg_abort(). One reservation per handle at a time; a second reserve replaces an
  * SPSC reservation (and returns -EBUSY on MPSC, where the first is already claimed).
  * Returns 0, -EAGAIN (no room), -EMSGSIZE (len > shmring_msg_max()), -EINVAL (not a message
- * ring), -EPROTO. Non-blocking.
+ * ring), -EUSERS (MPSC: SHMRING_MSG_PRODUCERS other handles already produce into this ring;
+ * see shmring_msg_recover()), -EPROTO. Non-blocking.
  */
 static inline int shmring_msg_reserve(struct shmring *r, uint32_t len, void **ptr)
 {
@@ -348,7 +357,7 @@ static inline int shmring_msg_abort(struct shmring *r)
 
 /*
  * Producer. Copies a message of len bytes with this type tag into the ring. Returns 0,
- * -EAGAIN (no room), -EMSGSIZE, -EINVAL, -EPROTO. Non-blocking.
+ * -EAGAIN (no room), -EMSGSIZE, -EINVAL, -EUSERS (as reserve), -EPROTO. Non-blocking.
  */
 static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t len, uint32_t type)
 {
@@ -569,13 +578,15 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * dead producer. is_dead(pid, arg) is asked about the pid in a BUSY header; the claim then
  * becomes a discarded record (that producer's commit/abort will return -EOWNERDEAD). A header
  * still 0 means a producer died (or is stalled) between its claim and its first store, a
- * window of a few instructions. Its claim record names it (every handle of an MPSC ring holds
- * one of SHMRING_MSG_PRODUCERS records, and writes the position into it before each claim):
- * is_dead(pid, arg) is asked about every producer whose record names this position, and the
- * claim is discarded only if all of them are dead. Only a claim no record names (more than
- * SHMRING_MSG_PRODUCERS handles, or a forked child producing through its parent's handle) asks
- * is_dead(0, arg), which must say yes only when no live producer can be inside that window.
- * The zeroed span up to the next written header then becomes a discarded record. Returns 1 if a
+ * window of a few instructions. Its claim record names it: a handle's first reserve takes one of
+ * SHMRING_MSG_PRODUCERS records for its process (a forked child producing through an inherited
+ * handle takes its own; beyond that many, reserve says -EUSERS), and every claim writes its
+ * range there before its compare-and-swap. is_dead(pid, arg) is asked about every producer
+ * whose record names this position, and the claim is discarded only if all of them are dead,
+ * and only up to the end of that claim (a next claim, not written yet either, waits for its
+ * own round). A zero header that no record names (which only a corrupt or hostile peer makes)
+ * asks is_dead(0, arg), which must then say yes only when no live producer can be inside that
+ * window; the zeroed span up to the next written header is discarded. Returns 1 if a
  * record was discarded, 0 if nothing was stuck or the claimant is alive (and always 0 on SPSC,
  * where a dead producer holds no claim), -EINVAL, -EPROTO. Non-blocking apart from is_dead.
  */
