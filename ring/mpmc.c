@@ -311,7 +311,7 @@ static uint64_t entry_pos(const struct shmring *r, uint64_t k, uint64_t cyc)
 static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self, int q, uint64_t lo,
 			      uint64_t lim)
 {
-	uint64_t prot[SHMRING_MPMC_PARTICIPANTS], plen[SHMRING_MPMC_PARTICIPANTS];
+	uint64_t prot[2 * SHMRING_MPMC_PARTICIPANTS], plen[2 * SHMRING_MPMC_PARTICIPANTS];
 	uint64_t minlo = UINT64_MAX, best = NO_POS;
 	int np = 0, deferred = 0;
 
@@ -327,16 +327,27 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 		/* A5: pairs with R5: the fields written before this phase are visible. */
 		uint64_t st = atomic_load_explicit(&x->state, memory_order_acquire);
 		uint64_t ph = st & 0xff, xq = (st >> 8) & 0xff;
+		uint64_t rng = _SHMRING_MP_GET(st, 40);
+		int ranged = rng && _SHMRING_MP_GET(st, 48) == (uint64_t)q;
 		if (xq == (uint64_t)q && (ph == _SHMRING_MP_DEQ || ph == _SHMRING_MP_DEQ_BULK)) {
 			prot[np] = atomic_load_explicit(&x->pos, memory_order_relaxed);
-			plen[np++] = ph == _SHMRING_MP_DEQ ? 1 : _SHMRING_MP_GET(st, 16);
+			plen[np++] = ph == _SHMRING_MP_DEQ ? 1 : rng;
 		}
-		if ((xq == (uint64_t)q && ph == _SHMRING_MP_DEQ_FAA) ||
-		    (_SHMRING_MP_GET(st, 40) && _SHMRING_MP_GET(st, 48) == (uint64_t)q)) {
+		if ((xq == (uint64_t)q && ph == _SHMRING_MP_DEQ_FAA) || ranged) {
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
 			uint64_t xl = atomic_load_explicit(&x->lo, memory_order_relaxed);
-			if (o != 0 && owner_alive(r, o) && xl < minlo)
-				minlo = xl;
+			if (o != 0 && owner_alive(r, o)) {
+				if (xl < minlo)
+					minlo = xl;
+			} else if (ranged && lim == UINT64_MAX) {
+				/* A dead bulk take's run is for its own recovery, which takes all
+				 * of it: a single record (whose range is unbounded above) must not
+				 * take from it and leave one there that only the bulk's record can
+				 * reach (found in review: a slot leaked). Bulk records ignore each
+				 * other's runs: each takes every stranded element of its own. */
+				prot[np] = xl;
+				plen[np++] = rng;
+			}
 		}
 	}
 	for (uint64_t k = 0; k <= r->m.emask; k++) {
@@ -368,6 +379,28 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 }
 
 static void close_positions(struct shmring *r, int q, uint64_t from);
+
+/* What a dequeuer of position p does when it finds no element of p's cycle there (R4 in the
+ * dequeue): an empty older entry moves to p's cycle, an older occupied one loses its safe bit. */
+static void close_one(struct shmring *r, int q, uint64_t p)
+{
+	_Atomic uint64_t *slot = _shmring_mp_slot(r, q, p);
+	uint64_t hc = p >> r->m.ishift;
+	uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+
+	for (int tries = 0; tries < 64; tries++) {
+		uint64_t ec = _SHMRING_MP_CYC(r, e), ei = _SHMRING_MP_IDX(r, e);
+
+		if (ec >= hc)
+			return;
+		uint64_t ne = ei == r->m.bot ? _shmring_mp_ent(r, hc, _SHMRING_MP_SAFE(r, e), ei)
+					     : _shmring_mp_ent(r, ec, 0, ei);
+		/* R4 (recovery side): a late enqueuer for p now fails, or sees it unsafe. */
+		if (atomic_compare_exchange_weak_explicit(slot, &e, ne, memory_order_acq_rel,
+							  memory_order_acquire))
+			return;
+	}
+}
 
 /* Bits a state word may have: phase, queue, COUNT, DONE, FULL, RANGE, RQ. */
 #define STATE_BITS 0x0001ff01ffffffffull
@@ -411,7 +444,8 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 		int rc;
 
 		if ((st & ~STATE_BITS) || q > 1 || rq > 1 || ph > _SHMRING_MP_DEQ_BULK ||
-		    cnt > SHMRING_MPMC_BULK_MAX || dn > cnt || rng > SHMRING_MPMC_BULK_MAX)
+		    cnt > SHMRING_MPMC_BULK_MAX || dn > cnt ||
+		    rng > SHMRING_MPMC_BULK_MAX + _SHMRING_MP_GAPS)
 			return -EPROTO;
 		if ((ph == _SHMRING_MP_HOLD || ph == _SHMRING_MP_ENQ_FAA ||
 		     ph == _SHMRING_MP_ENQ) &&
@@ -481,6 +515,10 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
 			uint64_t ei = _SHMRING_MP_IDX(r, e);
 			if (_SHMRING_MP_CYC(r, e) != pos >> r->m.ishift || ei == r->m.bot) {
+				/* Nothing of ours there: close the position as the dead dequeuer
+				 * would have, or a live enqueuer that took it lands behind head
+				 * (found in review: a pushed element lost). */
+				close_one(r, (int)q, pos);
 				_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, bulk);
 				break;
 			}
@@ -540,22 +578,29 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			break;
 		}
 		case _SHMRING_MP_DEQ_BULK:
-			/* Head moved over [pos, pos + cnt) for us: empty what is still there (a
-			 * second seq bump of one emptied in between is harmless: the ENQ check only
-			 * asks whether seq moved), then the indices are held, to be freed. */
-			if (cnt == 0)
+			/* Head moved over [pos, pos + rng) for us, with our cnt indices among the
+			 * gaps: empty what is still there (a second seq bump of one emptied in
+			 * between is harmless: the ENQ check only asks whether seq moved), then the
+			 * indices are held, to be freed. */
+			if (cnt == 0 || rng < cnt)
 				return -EPROTO;
-			for (uint64_t j = 0; j < cnt; j++) {
-				if ((rc = held_at(r, rec, j, &x)) < 0)
-					return rc;
-				_Atomic uint64_t *slot = _shmring_mp_slot(r, (int)q, pos + j);
+			for (uint64_t p = pos; p < pos + rng; p++) {
+				_Atomic uint64_t *slot = _shmring_mp_slot(r, (int)q, p);
 				uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
-				if (_SHMRING_MP_CYC(r, e) != (pos + j) >> r->m.ishift ||
-				    _SHMRING_MP_IDX(r, e) != x)
+				uint64_t ei = _SHMRING_MP_IDX(r, e);
+				int ours = 0;
+				if (_SHMRING_MP_CYC(r, e) != p >> r->m.ishift)
+					continue;
+				for (uint64_t j = 0; j < cnt; j++) {
+					if ((rc = held_at(r, rec, j, &x)) < 0)
+						return rc;
+					ours |= x == ei;
+				}
+				if (!ours)
 					continue;
 				atomic_store_explicit(
-				    &r->m.seq[x],
-				    atomic_load_explicit(&r->m.seq[x], memory_order_relaxed) + 1,
+				    &r->m.seq[ei],
+				    atomic_load_explicit(&r->m.seq[ei], memory_order_relaxed) + 1,
 				    memory_order_relaxed);
 				/* R3 (recovery side): pairs with A3/A4. */
 				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
@@ -586,26 +631,8 @@ static void close_positions(struct shmring *r, int q, uint64_t from)
 		return;
 	if (h - from > r->m.emask + 1)
 		from = h - (r->m.emask + 1); /* only 2n entries exist; older positions wrapped */
-	for (uint64_t p = from; p < h; p++) {
-		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, p);
-		uint64_t hc = p >> r->m.ishift;
-		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
-
-		for (int tries = 0; tries < 64; tries++) {
-			uint64_t ec = _SHMRING_MP_CYC(r, e), ei = _SHMRING_MP_IDX(r, e);
-
-			if (ec >= hc)
-				break;
-			uint64_t ne = ei == r->m.bot
-					  ? _shmring_mp_ent(r, hc, _SHMRING_MP_SAFE(r, e), ei)
-					  : _shmring_mp_ent(r, ec, 0, ei);
-			/* R4 (recovery side): a late enqueuer for p now fails, or sees it unsafe.
-			 */
-			if (atomic_compare_exchange_weak_explicit(
-				slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
-				break;
-		}
-	}
+	for (uint64_t p = from; p < h; p++)
+		close_one(r, q, p);
 }
 
 /* Closes [tail, head) and moves tail up to head, as a dequeuer that finds the queue empty. */

@@ -305,6 +305,154 @@ Test(mpmc, bulk_death_at_every_step)
 	}
 }
 
+/* ---- cases found in review ---------------------------------------------------------------- */
+
+#define FAKE_OWNER2 0xdead00000002ull
+static int alive_unless_fakes(uint64_t owner, void *arg)
+{
+	(void)arg;
+	return (owner >> 32) != 0xdead;
+}
+
+/* How many more elements the ring takes (pushing zeroes): its free capacity. */
+static uint64_t free_slots(struct shmring *r, uint64_t cap)
+{
+	uint64_t x = 0, n = 0;
+	while (n <= cap && shmring_mpmc_push(r, &x) == 0)
+		n++;
+	return n;
+}
+
+/*
+ * A bulk pop dies right after its CAS (its record still says DEQ_FAA over its run), and a
+ * single pop dies right after its fetch-and-add just past that run. In either visiting order
+ * recovery must take both: the single record may not take from the bulk's run, which only the
+ * bulk's bounded range can reach, and leave its own position stranded.
+ */
+Test(mpmc, review_dead_bulk_and_single_dequeuers)
+{
+	enum { CAP = 8 };
+	for (int order = 0; order < 2; order++) {
+		struct shmring_params p = mp_params(8, CAP);
+		struct shmring *r, *h1, *h2;
+		cr_assert_eq(shmring_create_anon(&p, &r), 0);
+		shmring_mpmc_set_alive_fn(r, alive_unless_fakes, NULL);
+		h1 = mp_attach(r);
+		h2 = mp_attach(r);
+		struct shmring *single = order ? h2 : h1, *bulk = order ? h1 : h2;
+		shmring_mpmc_set_owner(single, FAKE_OWNER);
+		shmring_mpmc_set_owner(bulk, FAKE_OWNER2);
+		for (uint64_t i = 0; i < 6; i++)
+			cr_assert_eq(shmring_mpmc_push(r, &i), 0);
+		uint64_t out[2], x;
+		die_point = SHMRING_MPMC_HOOK_DEQ_POS;
+		die_queue = _SHMRING_MP_AQ;
+		shmring_mpmc_set_hook(bulk, hook_die, NULL);
+		shmring_mpmc_set_hook(single, hook_die, NULL);
+		cr_assert_eq(shmring_mpmc_pop_bulk(bulk, out, 2), -ECANCELED);
+		cr_assert_eq(shmring_mpmc_pop(single, &x), -ECANCELED);
+		shmring_close(bulk);
+		shmring_close(single);
+		cr_assert_eq(shmring_mpmc_recover(r), 2);
+		uint64_t got = 0;
+		while (shmring_mpmc_pop(r, &x) == 0) {
+			cr_assert_geq(x, 3, "order %d: %lu should be lost", order,
+				      (unsigned long)x);
+			got++;
+		}
+		cr_assert_eq(got, 3, "order %d", order);
+		cr_assert_eq(free_slots(r, CAP), CAP, "order %d: a slot leaked", order);
+		shmring_close(r);
+	}
+}
+
+/*
+ * A consumer dies after recording its position (DEQ) and before looking at its entry, while a
+ * live producer holds that very tail position, not yet written. Recovery must close the
+ * position as the dead dequeuer would have: otherwise the live push lands behind head, returns
+ * 0, and its element is never delivered.
+ */
+static struct shmring *g_ring, *g_dead;
+static int g_done;
+static int hook_kill_dequeuer(struct shmring *r, int pt, int q, void *arg)
+{
+	(void)r;
+	(void)arg;
+	if (pt != SHMRING_MPMC_HOOK_ENQ_CAS || q != _SHMRING_MP_AQ || g_done)
+		return 0;
+	g_done = 1;
+	/* g_dead does what _shmring_mp_deq() does up to its DEQ state store, then dies. */
+	struct _shmring_mpmc_rec *rec = g_dead->m.rec;
+	struct _shmring_scq_ctl *c = g_dead->m.ctl[_SHMRING_MP_AQ];
+	atomic_store(&rec->lo, g_dead->m.lo[_SHMRING_MP_AQ]);
+	_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, _SHMRING_MP_AQ, 0);
+	atomic_store(&rec->pos, atomic_fetch_add(&c->head, 1));
+	_shmring_mp_state(rec, _SHMRING_MP_DEQ, _SHMRING_MP_AQ, 0);
+	shmring_mpmc_set_owner(g_dead, FAKE_OWNER);
+	cr_assert_eq(shmring_mpmc_recover(g_ring), 1);
+	return 0;
+}
+
+Test(mpmc, review_dead_dequeuer_position_closed)
+{
+	enum { CAP = 8 };
+	struct shmring_params p = mp_params(8, CAP);
+	cr_assert_eq(shmring_create_anon(&p, &g_ring), 0);
+	shmring_mpmc_set_alive_fn(g_ring, alive_unless_fakes, NULL);
+	struct shmring *prod = mp_attach(g_ring);
+	g_dead = mp_attach(g_ring);
+	g_done = 0;
+	shmring_mpmc_set_hook(prod, hook_kill_dequeuer, NULL);
+	uint64_t v = 42, x = 0;
+	cr_assert_eq(shmring_mpmc_push(prod, &v), 0);
+	cr_assert(g_done);
+	cr_assert_eq(shmring_mpmc_pop(g_ring, &x), 0, "a pushed element was lost");
+	cr_assert_eq(x, 42);
+	cr_assert_eq(free_slots(g_ring, CAP), CAP);
+	shmring_close(prod);
+	shmring_close(g_dead);
+	shmring_close(g_ring);
+}
+
+/* A gap that will never fill (a producer died after its tail fetch-and-add; recovery published
+ * its element elsewhere) must not stop bulk-only callers: pop_bulk crosses it. The same on the
+ * free queue for push_bulk (a consumer died after its fetch-and-add there). */
+Test(mpmc, review_bulk_crosses_gaps)
+{
+	enum { CAP = 8 };
+	struct shmring *v, *r = ring_with_victim(CAP, &v);
+	uint64_t x = 7, out[8];
+	die_point = SHMRING_MPMC_HOOK_ENQ_POS;
+	die_queue = _SHMRING_MP_AQ;
+	shmring_mpmc_set_hook(v, hook_die, NULL);
+	cr_assert_eq(shmring_mpmc_push(v, &x), -ECANCELED);
+	shmring_close(v);
+	cr_assert_eq(shmring_mpmc_recover(r), 1);
+	for (uint64_t i = 0; i < 3; i++)
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0);
+	cr_assert_eq(shmring_mpmc_pop_bulk(r, out, 4), 4);
+	cr_assert_eq(out[0], 7);
+	for (int i = 1; i < 4; i++)
+		cr_assert_eq(out[i], (uint64_t)i - 1);
+	shmring_close(r);
+
+	r = ring_with_victim(CAP, &v);
+	for (uint64_t i = 0; i < CAP; i++)
+		out[i] = i;
+	cr_assert_eq(shmring_mpmc_push_bulk(r, out, CAP), CAP);
+	die_queue = _SHMRING_MP_FQ;
+	shmring_mpmc_set_hook(v, hook_die, NULL);
+	cr_assert_eq(shmring_mpmc_pop(v, &x), -ECANCELED);
+	shmring_close(v);
+	cr_assert_eq(shmring_mpmc_recover(r), 1);
+	cr_assert_eq(shmring_mpmc_pop_bulk(r, out, 7), 7);
+	for (int round = 0; round < 3; round++) {
+		cr_assert_eq(shmring_mpmc_push_bulk(r, out, CAP), CAP, "round %d", round);
+		cr_assert_eq(shmring_mpmc_pop_bulk(r, out, CAP), CAP, "round %d", round);
+	}
+	shmring_close(r);
+}
+
 /* ---- a parked producer ------------------------------------------------------------------- */
 
 static _Atomic int parked, release_park;

@@ -378,68 +378,114 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 	return _shmring_mp_break(r);
 }
 
+/* Most positions without an element that one bulk scan crosses (see _shmring_mp_deq_n()). */
+#define _SHMRING_MP_GAPS 16
+
 /*
- * Internal: takes k indices at once out of queue q, 1 <= k <= n <= SHMRING_MPMC_BULK_MAX: the k
- * entries from head all hold an index of their own position's cycle, and head moves over them
- * with one CAS, so no other dequeuer can have any of them. With up_to, k is as many as are
- * ready; without, k is n or nothing moves. The indices go into rec->held[] before the CAS, with
- * the record saying DEQ_FAA over [lo, lo + k) (the CAS may or may not land: recovery treats
- * those positions as it treats a single dequeuer's unrecorded fetch-and-add); after it DEQ_BULK
- * (positions [pos, pos + k) are ours) until the entries are emptied; then IDLE holding k.
- * There is no CLAIMED step: the index of every position is recorded before the position is
- * ours. Returns k (idx[] filled), -EAGAIN (not enough ready), -EPROTO, -ECANCELED.
+ * Internal: takes k indices at once out of queue q, 1 <= k <= n <= SHMRING_MPMC_BULK_MAX: head
+ * moves over a run of span positions with one CAS, and only when the k entries of the run hold
+ * an index of their own position's cycle, so no other dequeuer can have any of them. With up_to,
+ * k is as many as are ready; without, k is n or nothing moves.
+ *
+ * Positions in the run with no element are gaps: an enqueue that will never land there (its
+ * enqueuer died, or moved on), or one still in flight. The scan closes each one as a single
+ * dequeuer that found it empty would (R4), so no late enqueue lands behind head, and crosses it;
+ * like a failed single dequeue, each gap costs one unit of the threshold, and with the threshold
+ * spent the scan stops at gaps (SCQ's bound on dequeuers that keep overtaking enqueuers). Gaps
+ * at head are crossed even when nothing is taken, so that a bulk caller is never stuck behind
+ * one.
+ *
+ * The indices go into rec->held[] before the CAS, with the record saying DEQ_FAA over
+ * [lo, lo + span) (the CAS may or may not land: recovery treats those positions as it treats a
+ * single dequeuer's unrecorded fetch-and-add); after it DEQ_BULK over [pos, pos + span) until
+ * the entries are emptied; then IDLE holding k. There is no CLAIMED step: the index of every
+ * position is recorded before the position is ours. Returns k (idx[] filled), -EAGAIN (not
+ * enough ready), -EPROTO, -ECANCELED.
  */
 static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
 				    uint64_t *idx, unsigned n, int up_to)
 {
 	struct _shmring_scq_ctl *c = r->m.ctl[q];
 	uint64_t budget = _shmring_mp_budget(r);
+	unsigned char off[SHMRING_MPMC_BULK_MAX];
 
 	if (r->broken)
 		return -EPROTO;
 	while (budget--) {
 		uint64_t h = atomic_load_explicit(&c->head, memory_order_acquire);
 		uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-		unsigned k = 0;
+		unsigned k = 0, m = 0, gaps = 0;
 
 		if (h >= (1ull << 62) || t >= (1ull << 62))
 			return _shmring_mp_break(r);
-		for (; k < n && h + k < t; k++) {
-			uint64_t p = h + k;
+		while (k < n && h + m < t) {
+			uint64_t p = h + m, pc = p >> r->m.ishift;
+			_Atomic uint64_t *slot = _shmring_mp_slot(r, q, p);
 			/* A2 (bulk): pairs with R2 in the enqueue, as A2 in _shmring_mp_deq(). */
-			uint64_t e =
-			    atomic_load_explicit(_shmring_mp_slot(r, q, p), memory_order_acquire);
-			uint64_t ei = _SHMRING_MP_IDX(r, e);
-			if (_SHMRING_MP_CYC(r, e) != p >> r->m.ishift || ei == r->m.bot ||
-			    (ei & r->m.claimed))
-				break;
-			if (ei >= r->capacity)
-				return _shmring_mp_break(r);
-			idx[k] = ei;
+			uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+			uint64_t ec = _SHMRING_MP_CYC(r, e), ei = _SHMRING_MP_IDX(r, e);
+			if (ec == pc && ei != r->m.bot && !(ei & r->m.claimed)) {
+				if (ei >= r->capacity)
+					return _shmring_mp_break(r);
+				idx[k] = ei;
+				off[k++] = (unsigned char)m++;
+				continue;
+			}
+			if (ec > pc || (ec == pc && ei != r->m.bot) || gaps == _SHMRING_MP_GAPS ||
+			    atomic_load_explicit(&c->threshold, memory_order_relaxed) < 0)
+				break; /* a newer entry, one being taken, or enough gaps */
+			if (ec < pc) {
+				uint64_t ne =
+				    ei == r->m.bot
+					? _shmring_mp_ent(r, pc, _SHMRING_MP_SAFE(r, e), ei)
+					: _shmring_mp_ent(r, ec, 0, ei);
+				/* R4 (bulk): as R4 in _shmring_mp_deq(): a late enqueuer for p now
+				 * fails (cycle), or sees the entry unsafe. */
+				if (!atomic_compare_exchange_strong_explicit(
+					slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
+					break;
+				atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed);
+			}
+			gaps++; /* closed (by us now, or by whoever passed it): nothing lands here
+				 */
+			m++;
 		}
-		if (k == 0 || (k < n && !up_to))
-			return -EAGAIN;
+		if (k > 0)
+			m = off[k - 1] + 1u; /* trailing gaps stay closed for the next caller */
+		if (k == 0 || (k < n && !up_to)) {
+			unsigned lead = k ? off[0] : m; /* closed positions at head */
+			uint64_t hh = h;
+			if (lead == 0)
+				return -EAGAIN;
+			/* Move head over them (they hold nothing, and nothing can land there):
+			 * the next scan starts at what is ready. */
+			atomic_compare_exchange_strong_explicit(
+			    &c->head, &hh, h + lead, memory_order_relaxed, memory_order_relaxed);
+			continue;
+		}
 		for (unsigned j = 0; j < k; j++)
 			atomic_store_explicit(&rec->held[j], (uint32_t)idx[j],
 					      memory_order_relaxed);
 		atomic_store_explicit(&rec->lo, h, memory_order_relaxed);
+		atomic_store_explicit(&rec->pos, h, memory_order_relaxed);
 		_shmring_mp_state(rec, _SHMRING_MP_DEQ_FAA, q,
-				  _SHMRING_MP_B_RANGE(k) | _SHMRING_MP_B_RQ(q));
+				  _SHMRING_MP_B_RANGE(m) | _SHMRING_MP_B_RQ(q));
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_FAA, q);
 		/* F2 (bulk): acq_rel, as F2 in _shmring_mp_deq(): the DEQ_FAA record (R5) is
 		 * visible to a recovery that sees this head (A6 in ring/mpmc.c). */
 		uint64_t hh = h;
 		if (!atomic_compare_exchange_strong_explicit(
-			&c->head, &hh, h + k, memory_order_acq_rel, memory_order_relaxed)) {
+			&c->head, &hh, h + m, memory_order_acq_rel, memory_order_relaxed)) {
 			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
 			continue; /* another dequeuer moved head: it made progress */
 		}
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_POS, q);
-		r->m.lo[q] = h + k;
-		atomic_store_explicit(&rec->pos, h, memory_order_relaxed);
-		_shmring_mp_state(rec, _SHMRING_MP_DEQ_BULK, q, _SHMRING_MP_B_COUNT(k));
+		r->m.lo[q] = h + m;
+		_shmring_mp_state(rec, _SHMRING_MP_DEQ_BULK, q,
+				  _SHMRING_MP_B_COUNT(k) | _SHMRING_MP_B_RANGE(m) |
+				      _SHMRING_MP_B_RQ(q));
 		for (unsigned j = 0; j < k; j++) {
-			_Atomic uint64_t *slot = _shmring_mp_slot(r, q, h + j);
+			_Atomic uint64_t *slot = _shmring_mp_slot(r, q, h + off[j]);
 			atomic_store_explicit(
 			    &r->m.seq[idx[j]],
 			    atomic_load_explicit(&r->m.seq[idx[j]], memory_order_relaxed) + 1,
@@ -604,10 +650,10 @@ static inline int shmring_mpmc_pop_burst(struct shmring *r, void *elems, unsigne
 /*
  * Producer. Pushes all n elements or none (n <= SHMRING_MPMC_BULK_MAX and <= capacity, else
  * -EINVAL), published in order (other producers' elements may land between them). Returns n,
- * -EAGAIN (fewer than n free slots in a run at the free queue's head: under contention this can say
- * -EAGAIN while n slots are free in total), -EINVAL, -EPROTO. A producer that dies inside it:
- * either none of the n is published (it died before all were written) or recovery publishes all of
- * them.
+ * -EAGAIN (fewer than n free slots ready in the run it scans from the free queue's head: under
+ * contention this can say -EAGAIN while n slots are free in total), -EINVAL, -EPROTO. A producer
+ * that dies inside it: either none of the n is published (it died before all were written) or
+ * recovery publishes all of them.
  */
 static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, unsigned n)
 {
@@ -616,8 +662,9 @@ static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, u
 
 /*
  * Consumer. Pops n elements, the next n in the ring, or none. Returns n, -EAGAIN (fewer than n
- * published in a run at head: an element still being published by a slow producer counts as
- * a gap), -EINVAL (n > SHMRING_MPMC_BULK_MAX or capacity), -EPROTO. A consumer that dies
+ * ready in the run it scans from head; it crosses up to 16 positions that hold nothing, closing
+ * them as a single pop would, so a producer still publishing there retries further on),
+ * -EINVAL (n > SHMRING_MPMC_BULK_MAX or capacity), -EPROTO. A consumer that dies
  * inside it loses the n elements (never delivered to anyone else).
  */
 static inline int shmring_mpmc_pop_bulk(struct shmring *r, void *elems, unsigned n)
