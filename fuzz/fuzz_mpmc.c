@@ -29,6 +29,9 @@
 #define MAXPART	 5
 #define MAXOWN	 512
 #define OWNER(i) (0x5000ull + (uint64_t)(i))
+/* The model keeps what dead consumers may have dropped (up to 16 per death in bulk mode) until
+ * a later pop skips it: room for every record dying once in a bulk, and the ring. */
+#define MODELQ 2048
 
 static unsigned char dead_owner[MAXOWN];
 
@@ -52,7 +55,7 @@ static int die_hook(struct shmring *r, int point, int queue, void *arg)
 }
 
 struct model {
-	uint64_t q[64];
+	uint64_t q[MODELQ]; /* pushed, not yet popped (or dropped by a dead consumer) */
 	unsigned head, n;
 	uint64_t pending[64 * 64]; /* values of dead producers: may appear once, anywhere */
 	unsigned npending;
@@ -73,8 +76,8 @@ static struct model m;
 /* A push that returned: its value joins the queue. */
 static void model_push(uint64_t v)
 {
-	CHECK(m.n < 64);
-	m.q[(m.head + m.n++) % 64] = v;
+	CHECK(m.n < MODELQ);
+	m.q[(m.head + m.n++) % MODELQ] = v;
 }
 
 /* A value a pop returned: a dead producer's (once), or the oldest, skipping only as many as
@@ -89,7 +92,7 @@ static void model_pop(uint64_t v)
 	for (;;) {
 		CHECK(m.n > 0); /* invented or duplicated */
 		uint64_t f = m.q[m.head];
-		m.head = (m.head + 1) % 64;
+		m.head = (m.head + 1) % MODELQ;
 		m.n--;
 		if (f == v)
 			return;
@@ -180,6 +183,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				else
 					model_pop(v[k]);
 			}
+			/* The ring holds at most cap of them; the rest are what dead consumers
+			 * may have dropped. */
+			CHECK(m.n <= cap + m.lose);
 		} else if (op < 14) { /* die inside a push or pop, at step data[i+2] */
 			if (i + 2 >= size)
 				break;
