@@ -8,6 +8,7 @@
  * They spin with sched_yield() on full and empty, so two processes share even one core.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -432,8 +434,26 @@ static void opener(const char *name, const struct shmring_params *p, _Atomic int
 		int rc = shmring_open(name, &q, &r);
 		if (rc == 0)
 			break;
-		if (rc == -EPROTO)
+		if (rc == -EPROTO) {
+			/* Say what was there, for whoever has to explain it. */
+			struct stat st;
+			int fd = shm_open(name, O_RDONLY, 0);
+			if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= 256) {
+				const unsigned char *m =
+				    mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+				if (m != MAP_FAILED)
+					fprintf(
+					    stderr,
+					    "opener: -EPROTO; object %lld bytes, state word %#x, "
+					    "kind %u\n",
+					    (long long)st.st_size, *(const unsigned *)(m + 176),
+					    *(const unsigned *)(m + 12));
+			} else {
+				fprintf(stderr, "opener: -EPROTO; object %lld bytes\n",
+					fd >= 0 ? (long long)st.st_size : -1LL);
+			}
 			_exit(R_PROTO);
+		}
 		if (rc == -ETIMEDOUT)
 			_exit(R_TIMEDOUT);
 		if (rc != -ENOENT)
