@@ -234,7 +234,8 @@ Test(sync, stream_burst_sem_sleeping_1e6, .timeout = 60)
 
 /* ---- deadlines ---------------------------------------------------------------------------- */
 
-static void deadline_case(int sem)
+/* Returns how many elements the final bursts moved (1 + 1 expected). */
+static int deadline_case(int sem)
 {
 	struct shmring_params p = params(8, 8, sem);
 	struct shmring *r;
@@ -267,19 +268,22 @@ static void deadline_case(int sem)
 	d = in_ms(10);
 	cr_assert_eq(shmring_spsc_push_burst_wait(r, &v, 1, &d), -ETIMEDOUT);
 	/* and a ready ring does not wait */
-	cr_assert_eq(shmring_spsc_pop_burst_wait(r, &v, 1, NULL), 1);
-	cr_assert_eq(shmring_spsc_reserve_wait(r, 1, &slot, NULL), 1);
+	int moved = shmring_spsc_pop_burst_wait(r, &v, 1, NULL);
+	cr_assert_eq(moved, 1);
+	int reserved = shmring_spsc_reserve_wait(r, 1, &slot, NULL);
+	cr_assert_eq(reserved, 1);
 	shmring_close(r);
+	return moved + reserved;
 }
 
 Test(sync, deadline_futex)
 {
-	deadline_case(0);
+	cr_assert_eq(deadline_case(0), 2);
 }
 
 Test(sync, deadline_sem)
 {
-	deadline_case(1);
+	cr_assert_eq(deadline_case(1), 2);
 }
 
 /* ---- signal storm --------------------------------------------------------------------------- */
@@ -301,7 +305,8 @@ static void storm(int on)
 	setitimer(ITIMER_REAL, &it, NULL);
 }
 
-static void storm_case(int sem)
+/* Returns how many elements arrived in order through the storm (300 expected). */
+static int storm_case(int sem)
 {
 	struct shmring_params p = params(8, 8, sem);
 	const char *name = tu_shm_name("storm");
@@ -333,7 +338,8 @@ static void storm_case(int sem)
 		}
 		_exit(0);
 	}
-	for (uint64_t i = 0; i < 300; i++) {
+	int got = 0;
+	for (uint64_t i = 0; i < 300; i++, got++) {
 		cr_assert_eq(shmring_spsc_pop_wait(r, &v, NULL), 0);
 		cr_assert_eq(v, i);
 	}
@@ -342,24 +348,28 @@ static void storm_case(int sem)
 	cr_assert_eq(tu_wait(pid), 0);
 	shmring_close(r);
 	shmring_close(c);
+	return got;
 }
 
 Test(sync, signal_storm_futex)
 {
-	storm_case(0);
+	cr_assert_eq(storm_case(0), 300);
 }
 
 Test(sync, signal_storm_sem)
 {
-	storm_case(1);
+	cr_assert_eq(storm_case(1), 300);
 }
 
 /* ---- peer death ------------------------------------------------------------------------------ */
 
 #define SLICE_MS 20
 
-static void kill_producer_runs(int sem, int runs)
+/* Returns how many runs drained in order and then saw -EPIPE. */
+static int kill_producer_runs(int sem, int runs)
 {
+	int ended = 0;
+
 	srand(12345);
 	for (int run = 0; run < runs; run++) {
 		const char *name = tu_shm_name("kp");
@@ -415,20 +425,23 @@ static void kill_producer_runs(int sem, int runs)
 		shmring_close(r);
 		shmring_close(c);
 		shmring_unlink(name);
+		ended++;
 	}
+	return ended;
 }
 
 Test(sync, kill_producer_50_futex, .timeout = 60)
 {
-	kill_producer_runs(0, 50);
+	cr_assert_eq(kill_producer_runs(0, 50), 50);
 }
 
 Test(sync, kill_producer_10_sem, .timeout = 60)
 {
-	kill_producer_runs(1, 10);
+	cr_assert_eq(kill_producer_runs(1, 10), 10);
 }
 
-static void kill_consumer_case(int sem, int anon)
+/* Returns how many elements the producer pushed before it blocked on the dead consumer. */
+static int kill_consumer_case(int sem, int anon)
 {
 	const char *name = tu_shm_name("kc");
 	struct shmring_params p = params(8, 16, sem);
@@ -464,11 +477,12 @@ static void kill_consumer_case(int sem, int anon)
 	}
 	uint64_t v = 0;
 	char ch;
-	for (int i = 0; i < 5; i++)
+	int pushed = 0;
+	for (int i = 0; i < 5; i++, pushed++)
 		cr_assert_eq(shmring_spsc_push_wait(w, &v, NULL), 0);
 	cr_assert_eq(read(pfd[0], &ch, 1), 1);
 	cr_assert_eq(shmring_peer_alive(w, SHMRING_ROLE_CONSUMER), 1);
-	for (int i = 0; i < 16; i++)
+	for (int i = 0; i < 16; i++, pushed++)
 		cr_assert_eq(shmring_spsc_push_wait(w, &v, NULL), 0);
 	/* full now: kill the consumer while we are blocked */
 	pid_t killer = fork();
@@ -488,21 +502,22 @@ static void kill_consumer_case(int sem, int anon)
 	if (w != c)
 		shmring_close(w);
 	shmring_close(c);
+	return pushed;
 }
 
 Test(sync, kill_consumer_futex)
 {
-	kill_consumer_case(0, 0);
+	cr_assert_eq(kill_consumer_case(0, 0), 21);
 }
 
 Test(sync, kill_consumer_sem)
 {
-	kill_consumer_case(1, 0);
+	cr_assert_eq(kill_consumer_case(1, 0), 21);
 }
 
 Test(sync, kill_consumer_anon_pid_starttime)
 {
-	kill_consumer_case(0, 1);
+	cr_assert_eq(kill_consumer_case(0, 1), 21);
 }
 
 Test(sync, close_is_eof_and_unclaimed_peer_is_not)

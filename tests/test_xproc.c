@@ -309,7 +309,8 @@ static void run_xfer(struct xfer *x)
 
 /* After the exchanges, the shared positions must say exactly total: nothing pushed twice or
  * left behind. */
-static void check_positions(struct shmring *r, uint64_t total)
+/* Returns the consumer's final position in shared memory, once it is checked. */
+static uint64_t check_positions(struct shmring *r, uint64_t total)
 {
 	unsigned char *base = shmring_base(r, NULL);
 	const struct _shmring_hdr *h = (const struct _shmring_hdr *)base;
@@ -319,6 +320,7 @@ static void check_positions(struct shmring *r, uint64_t total)
 	cr_assert_eq(atomic_load(prod), total, "producer position %llu, want %llu",
 		     (unsigned long long)atomic_load(prod), (unsigned long long)total);
 	cr_assert_eq(atomic_load(cons), total);
+	return atomic_load(cons);
 }
 
 struct plan {
@@ -328,8 +330,12 @@ struct plan {
 	uint64_t n;
 };
 
-static void run_plan(enum backing b, const struct plan *pl, size_t npl, uint64_t cap)
+/* Returns how many elements the consumers took out, as their positions in shared memory say
+ * (every one checked by the consumer on the way). */
+static uint64_t run_plan(enum backing b, const struct plan *pl, size_t npl, uint64_t cap)
 {
+	uint64_t moved = 0;
+
 	for (size_t i = 0; i < npl; i++) {
 		struct xfer x = {.b = b, .pm = pl[i].pm, .cm = pl[i].cm, .n = pl[i].n};
 		struct shmring *r;
@@ -351,23 +357,34 @@ static void run_plan(enum backing b, const struct plan *pl, size_t npl, uint64_t
 		run_xfer(&x);
 		if (b == B_SHM) {
 			cr_assert_eq(shmring_open(x.name, &x.p, &r), 0);
-			check_positions(r, x.n);
+			moved += check_positions(r, x.n);
 			cr_assert_eq(shmring_spsc_size(r), 0);
 			shmring_close(r);
 			cr_assert_eq(shmring_unlink(x.name), 0);
 		} else if (b == B_FILE) {
 			cr_assert_eq(shmring_open_file(x.name, &x.p, &r), 0);
-			check_positions(r, x.n);
+			moved += check_positions(r, x.n);
 			shmring_close(r);
 			cr_assert_eq(shmring_unlink_file(x.name), 0);
 		} else {
-			check_positions(x.anon, x.n);
+			moved += check_positions(x.anon, x.n);
 			shmring_close(x.anon);
 		}
 		cr_log_info("%s -> %s, es %u, cap %llu: %llu elements in %llu ms", pname[x.pm],
 			    cname[x.cm], x.p.elem_size, (unsigned long long)cap,
 			    (unsigned long long)x.n, (unsigned long long)(tu_now_ms() - t0));
 	}
+	return moved;
+}
+
+/* The sum of a plan's element counts. */
+static uint64_t plan_total(const struct plan *pl, size_t npl)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < npl; i++)
+		n += pl[i].n;
+	return n;
 }
 
 /* 10^7 elements through POSIX shm, 2.5 * 10^6 on each path, plus the paths crossed. */
@@ -380,7 +397,8 @@ Test(xproc, shm_ten_million, .timeout = 300)
 	    {P_SINGLE, C_BULK, 64, 200000},    {P_BURST, C_PEEK, 13, 200000},
 	    {P_RESERVE, C_BURST, 7, 200000},   {P_BULK, C_SINGLE, 40, 200000},
 	};
-	run_plan(B_SHM, pl, sizeof(pl) / sizeof(pl[0]), 64);
+	cr_assert_eq(run_plan(B_SHM, pl, sizeof(pl) / sizeof(pl[0]), 64),
+		     plan_total(pl, sizeof(pl) / sizeof(pl[0])));
 }
 
 Test(xproc, file_million, .timeout = 120)
@@ -391,7 +409,8 @@ Test(xproc, file_million, .timeout = 120)
 	    {P_BULK, C_BULK, 8, 250000},
 	    {P_RESERVE, C_PEEK, 32, 250000},
 	};
-	run_plan(B_FILE, pl, sizeof(pl) / sizeof(pl[0]), 64);
+	cr_assert_eq(run_plan(B_FILE, pl, sizeof(pl) / sizeof(pl[0]), 64),
+		     plan_total(pl, sizeof(pl) / sizeof(pl[0])));
 }
 
 Test(xproc, anon_million, .timeout = 120)
@@ -402,7 +421,8 @@ Test(xproc, anon_million, .timeout = 120)
 	    {P_BULK, C_BULK, 8, 250000},
 	    {P_RESERVE, C_PEEK, 32, 250000},
 	};
-	run_plan(B_ANON, pl, sizeof(pl) / sizeof(pl[0]), 64);
+	cr_assert_eq(run_plan(B_ANON, pl, sizeof(pl) / sizeof(pl[0]), 64),
+		     plan_total(pl, sizeof(pl) / sizeof(pl[0])));
 }
 
 /* A tiny ring with big elements: every call wraps or fills. */
@@ -412,7 +432,8 @@ Test(xproc, shm_tiny_ring_big_elements, .timeout = 120)
 	    {P_BURST, C_PEEK, 4096, 20000},
 	    {P_RESERVE, C_BURST, 65536, 5000},
 	};
-	run_plan(B_SHM, pl, sizeof(pl) / sizeof(pl[0]), 4);
+	cr_assert_eq(run_plan(B_SHM, pl, sizeof(pl) / sizeof(pl[0]), 4),
+		     plan_total(pl, sizeof(pl) / sizeof(pl[0])));
 }
 
 /* ---- creation races ---------------------------------------------------------------------- */
