@@ -18,29 +18,10 @@
 
 #include <shmring/shmring.h>
 
+#include "fuzz_input.h"
+
 #define CAP_MAX	 1024u
 #define CHECK(c) ((c) ? (void)0 : __builtin_trap())
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t next8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint64_t next64(struct input *in)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)next8(in) << (8 * i);
-	return v;
-}
 
 static int dead_all(uint32_t pid, void *arg)
 {

@@ -18,6 +18,8 @@
 
 #include <shmring/shmring.h>
 
+#include "fuzz_input.h"
+
 #define CAP_MAX	 4096u
 #define QMAX	 (CAP_MAX / 8 + 8)
 #define CHECK(c) ((c) ? (void)0 : __builtin_trap())
@@ -35,25 +37,6 @@ struct model {
 	unsigned qh, qt;
 	uint32_t seed;
 };
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t next8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint32_t next16(struct input *in)
-{
-	uint32_t v = next8(in);
-	return v | (uint32_t)next8(in) << 8;
-}
 
 static uint8_t pb(uint32_t seed, uint32_t i)
 {

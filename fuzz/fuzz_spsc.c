@@ -30,6 +30,8 @@
 
 #include <shmring/shmring.h>
 
+#include "fuzz_input.h"
+
 #include "ring/layout.h"
 
 #define CAP_MAX	 128u
@@ -53,28 +55,6 @@ struct model {
 	int pbroken, cbroken;
 	int ppois, cpois; /* the producer's / consumer's word holds a hostile value */
 };
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t next8(struct input *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint64_t next64(struct input *in)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)next8(in) << (8 * i);
-	return v;
-}
 
 /* The harness's own loops carry no coverage instrumentation (nor get inlined into code that
  * does): tracing every byte compared took most of the run time and taught the fuzzer nothing. */

@@ -17,17 +17,6 @@
 
 #define SLICE_MS 20
 
-static struct timespec in_ms(uint64_t ms)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	uint64_t ns = (uint64_t)t.tv_nsec + ms * 1000000ull;
-	t.tv_sec += (time_t)(ns / 1000000000ull);
-	t.tv_nsec = (long)(ns % 1000000000ull);
-	return t;
-}
-
 static struct shmring_params mp_params(uint64_t cap, uint32_t flags)
 {
 	struct shmring_params p = {0};
@@ -74,7 +63,7 @@ static void producer(const char *name, int id)
 		sleepy(r, 3000);
 	for (uint64_t c = 0; c < PER; c++) {
 		struct elem x = {(uint64_t)id, c};
-		struct timespec dl = in_ms(10000);
+		struct timespec dl = tu_in_ms(10000);
 		if (shmring_mpmc_push_wait(r, &x, &dl) != 0)
 			_exit(3);
 	}
@@ -95,7 +84,7 @@ static void consumer(const char *name, int id, struct tally *t)
 	int64_t last[NPROD] = {-1, -1, -1};
 	for (;;) {
 		struct elem x;
-		struct timespec dl = in_ms(10000);
+		struct timespec dl = tu_in_ms(10000);
 		int rc = shmring_mpmc_pop_wait(r, &x, &dl);
 		if (rc == -EPIPE)
 			break;
@@ -146,17 +135,17 @@ Test(mpmc_wait, deadlines)
 	cr_assert_eq(shmring_create_anon(&p, &r), 0);
 	sleepy(r, SLICE_MS);
 	uint64_t t0 = tu_now_ms();
-	struct timespec dl = in_ms(100);
+	struct timespec dl = tu_in_ms(100);
 	cr_assert_eq(shmring_mpmc_pop_wait(r, &x, &dl), -ETIMEDOUT);
-	dl = in_ms(100);
+	dl = tu_in_ms(100);
 	cr_assert_eq(shmring_mpmc_pop_burst_wait(r, y, 4, &dl), -ETIMEDOUT);
 	cr_assert_geq(tu_now_ms() - t0, 200);
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(shmring_mpmc_push_wait(r, &x, NULL), 0);
 	t0 = tu_now_ms();
-	dl = in_ms(100);
+	dl = tu_in_ms(100);
 	cr_assert_eq(shmring_mpmc_push_wait(r, &x, &dl), -ETIMEDOUT);
-	dl = in_ms(100);
+	dl = tu_in_ms(100);
 	cr_assert_eq(shmring_mpmc_push_burst_wait(r, y, 2, &dl), -ETIMEDOUT);
 	cr_assert_geq(tu_now_ms() - t0, 200);
 	cr_assert_eq(shmring_mpmc_pop_burst_wait(r, y, 4, NULL), 4);
@@ -223,7 +212,7 @@ Test(mpmc_wait, producer_waits_out_a_dead_consumer)
 	cr_assert_eq(shmring_mpmc_pop(v, &x), -ECANCELED);
 	shmring_close(v);
 	cr_assert_eq(shmring_mpmc_push(r, &x), -EAGAIN); /* 3 queued + 1 held = full */
-	struct timespec dl = in_ms(5000);
+	struct timespec dl = tu_in_ms(5000);
 	x.cnt = 4;
 	uint64_t t0 = tu_now_ms();
 	cr_assert_eq(shmring_mpmc_push_wait(r, &x, &dl), 0);
@@ -247,7 +236,7 @@ Test(mpmc_wait, consumer_gets_a_dead_producers_element)
 	shmring_close(v);
 	struct elem y = {0, 0};
 	cr_assert_eq(shmring_mpmc_pop(r, &y), -EAGAIN);
-	struct timespec dl = in_ms(5000);
+	struct timespec dl = tu_in_ms(5000);
 	cr_assert_eq(shmring_mpmc_pop_wait(r, &y, &dl), 0);
 	cr_assert_eq(y.prod, 7);
 	cr_assert_eq(y.cnt, 77);
@@ -269,7 +258,7 @@ Test(mpmc_wait, no_busy_loop_behind_a_dead_enqueuer)
 	cr_assert_eq(shmring_mpmc_push(v, &x), -ECANCELED);
 	shmring_close(v);
 	shmring_stats_reset(r);
-	struct timespec dl = in_ms(300);
+	struct timespec dl = tu_in_ms(300);
 	cr_assert_eq(shmring_mpmc_pop_wait(r, &x, &dl), -ETIMEDOUT);
 	struct shmring_stats st;
 	cr_assert_eq(shmring_stats(r, &st), 0);
@@ -308,14 +297,14 @@ Test(mpmc_wait, sleeper_woken_by_push)
 		_exit(st.wake_syscalls == 1 ? 0 : 4);
 	}
 	struct elem y = {0, 0};
-	struct timespec dl = in_ms(2500);
+	struct timespec dl = tu_in_ms(2500);
 	uint64_t t0 = tu_now_ms();
 	cr_assert_eq(shmring_mpmc_pop_wait(r, &y, &dl), 0);
 	cr_assert_lt(tu_now_ms() - t0, 2000, "woken by the slice, not the push");
 	cr_assert_eq(y.cnt, 33);
 	cr_assert_eq(tu_wait(pid), 0);
 	/* The producer is gone: -EPIPE at once, not at the deadline. */
-	dl = in_ms(2500);
+	dl = tu_in_ms(2500);
 	cr_assert_eq(shmring_mpmc_pop_wait(r, &y, &dl), -EPIPE);
 	shmring_close(r);
 	shmring_unlink(name);

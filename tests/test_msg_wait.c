@@ -16,21 +16,6 @@
 #define TOL_MS	 100
 #define SLICE_MS 20
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static struct timespec in_ms(uint64_t ms)
-{
-	uint64_t t = now_ns() + ms * 1000000ull;
-
-	return (struct timespec){(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
-}
-
 static struct shmring_params mparams(uint32_t kind, uint64_t cap)
 {
 	struct shmring_params p = {0};
@@ -153,11 +138,12 @@ static uint64_t stream(uint32_t kind, uint64_t cap, int producers, uint64_t coun
 	uint32_t max = shmring_msg_max(r);
 	unsigned char *buf = malloc((size_t)max * 4);
 	cr_assert(buf);
-	uint64_t next[4] = {0}, got = 0, t0 = now_ns(), t_last = 0;
+	uint64_t next[4] = {0}, got = 0, t0 = tu_now_ns(), t_last = 0;
 	int rc;
 	for (;;) {
 		if (got == count * (uint64_t)producers && !t_last)
-			t_last = now_ns(); /* -EPIPE may take up to a slice: liveness is polled */
+			t_last =
+			    tu_now_ns(); /* -EPIPE may take up to a slice: liveness is polled */
 		uint32_t type, n;
 		if (got % 3 == 0) {
 			rc = shmring_msg_recv_wait(r, buf, max, &type, NULL);
@@ -244,22 +230,23 @@ static int deadline_case(uint32_t kind)
 
 	cr_assert_eq(shmring_create_anon(&p, &r), 0);
 	uint32_t max = shmring_msg_max(r);
-	struct timespec past = in_ms(0);
+	struct timespec past = tu_in_ms(0);
 	cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, &past), -ETIMEDOUT);
 	uint64_t waits[] = {1, 20, 150};
 	for (unsigned i = 0; i < 3; i++) {
-		struct timespec d = in_ms(waits[i]);
-		uint64_t t0 = now_ns();
+		struct timespec d = tu_in_ms(waits[i]);
+		uint64_t t0 = tu_now_ns();
 		cr_assert_eq(shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, &d), -ETIMEDOUT);
-		uint64_t el = (now_ns() - t0) / 1000000ull;
-		cr_assert_geq(now_ns(), (uint64_t)d.tv_sec * 1000000000ull + (uint64_t)d.tv_nsec);
+		uint64_t el = (tu_now_ns() - t0) / 1000000ull;
+		cr_assert_geq(tu_now_ns(),
+			      (uint64_t)d.tv_sec * 1000000000ull + (uint64_t)d.tv_nsec);
 		cr_assert_leq(el, waits[i] + TOL_MS, "waited %llu ms for %llu",
 			      (unsigned long long)el, (unsigned long long)waits[i]);
 	}
-	struct timespec d = in_ms(10);
+	struct timespec d = tu_in_ms(10);
 	cr_assert_eq(shmring_msg_peek_wait(r, &q, &n, &type, &d), -ETIMEDOUT);
 	struct shmring_msgvec v = {buf, 0, 0, sizeof(buf), 0};
-	d = in_ms(10);
+	d = tu_in_ms(10);
 	cr_assert_eq(shmring_msg_recv_burst_wait(r, &v, 1, &d), -ETIMEDOUT);
 
 	/* A message that can never fit does not wait, even with no deadline. */
@@ -273,14 +260,14 @@ static int deadline_case(uint32_t kind)
 	while (shmring_msg_send(r, buf, max, (uint32_t)sent) == 0)
 		sent++;
 	cr_assert_geq(sent, 3);
-	d = in_ms(20);
-	uint64_t t0 = now_ns();
+	d = tu_in_ms(20);
+	uint64_t t0 = tu_now_ns();
 	cr_assert_eq(shmring_msg_send_wait(r, buf, max, 0, &d), -ETIMEDOUT);
-	cr_assert_leq((now_ns() - t0) / 1000000ull, 20 + TOL_MS);
-	d = in_ms(10);
+	cr_assert_leq((tu_now_ns() - t0) / 1000000ull, 20 + TOL_MS);
+	d = tu_in_ms(10);
 	cr_assert_eq(shmring_msg_reserve_wait(r, max, &w, &d), -ETIMEDOUT);
 	v.len = max;
-	d = in_ms(10);
+	d = tu_in_ms(10);
 	cr_assert_eq(shmring_msg_send_burst_wait(r, &v, 1, &d), -ETIMEDOUT);
 
 	/* A receive buffer too small does not wait either; the message stays. */
@@ -353,7 +340,7 @@ static int kill_producer_runs(uint32_t kind, int runs)
 		usleep((useconds_t)(rand() % 5000));
 		kill(pid, SIGKILL);
 		cr_assert_eq(tu_wait(pid), 128 + SIGKILL);
-		uint64_t tk = now_ns(), next = 0;
+		uint64_t tk = tu_now_ns(), next = 0;
 		unsigned char buf[1024];
 		uint32_t type;
 		int rc;
@@ -361,7 +348,7 @@ static int kill_producer_runs(uint32_t kind, int runs)
 			check_msg(buf, (uint32_t)rc, type, &next, 1, max);
 		cr_assert_eq(rc, -EPIPE, "run %d: %d after %llu", run, rc,
 			     (unsigned long long)next);
-		uint64_t el = (now_ns() - tk) / 1000000ull;
+		uint64_t el = (tu_now_ns() - tk) / 1000000ull;
 		cr_assert_leq(el, SLICE_MS + 2 * TOL_MS, "run %d: EPIPE after %llu ms", run,
 			      (unsigned long long)el);
 		shmring_close(r);

@@ -19,21 +19,6 @@
  * 0.1 ms, but these tests share 2 cores with load averages near 8. */
 #define TOL_MS 100
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
-static struct timespec in_ms(uint64_t ms)
-{
-	uint64_t t = now_ns() + ms * 1000000ull;
-
-	return (struct timespec){(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
-}
-
 static struct shmring_params params(uint32_t es, uint64_t cap, int sem)
 {
 	struct shmring_params p = tu_params(es, cap);
@@ -245,27 +230,28 @@ static int deadline_case(int sem)
 
 	cr_assert_eq(shmring_create_anon(&p, &r), 0);
 	/* already passed */
-	struct timespec past = in_ms(0);
+	struct timespec past = tu_in_ms(0);
 	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &past), -ETIMEDOUT);
 	uint64_t waits[] = {1, 20, 150};
 	for (unsigned i = 0; i < 3; i++) {
-		struct timespec d = in_ms(waits[i]);
-		uint64_t t0 = now_ns();
+		struct timespec d = tu_in_ms(waits[i]);
+		uint64_t t0 = tu_now_ns();
 		cr_assert_eq(shmring_spsc_pop_wait(r, &v, &d), -ETIMEDOUT);
-		uint64_t el = (now_ns() - t0) / 1000000ull;
-		cr_assert_geq(now_ns(), (uint64_t)d.tv_sec * 1000000000ull + (uint64_t)d.tv_nsec);
+		uint64_t el = (tu_now_ns() - t0) / 1000000ull;
+		cr_assert_geq(tu_now_ns(),
+			      (uint64_t)d.tv_sec * 1000000000ull + (uint64_t)d.tv_nsec);
 		cr_assert_leq(el, waits[i] + TOL_MS, "waited %llu ms for %llu",
 			      (unsigned long long)el, (unsigned long long)waits[i]);
 	}
-	struct timespec d = in_ms(10);
+	struct timespec d = tu_in_ms(10);
 	cr_assert_eq(shmring_spsc_peek_wait(r, 1, &cslot, &d), -ETIMEDOUT);
 	for (int i = 0; i < 8; i++)
 		cr_assert_eq(shmring_spsc_push(r, &v), 0);
-	d = in_ms(10);
+	d = tu_in_ms(10);
 	cr_assert_eq(shmring_spsc_push_wait(r, &v, &d), -ETIMEDOUT);
-	d = in_ms(10);
+	d = tu_in_ms(10);
 	cr_assert_eq(shmring_spsc_reserve_wait(r, 1, &slot, &d), -ETIMEDOUT);
-	d = in_ms(10);
+	d = tu_in_ms(10);
 	cr_assert_eq(shmring_spsc_push_burst_wait(r, &v, 1, &d), -ETIMEDOUT);
 	/* and a ready ring does not wait */
 	int moved = shmring_spsc_pop_burst_wait(r, &v, 1, NULL);
@@ -318,10 +304,10 @@ static int storm_case(int sem)
 	alarms = 0;
 	storm(1);
 	/* neither stretched nor shortened */
-	struct timespec d = in_ms(200);
-	uint64_t t0 = now_ns();
+	struct timespec d = tu_in_ms(200);
+	uint64_t t0 = tu_now_ns();
 	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &d), -ETIMEDOUT);
-	uint64_t el = (now_ns() - t0) / 1000000ull;
+	uint64_t el = (tu_now_ns() - t0) / 1000000ull;
 	cr_assert_geq(el, 199);
 	cr_assert_leq(el, 200 + TOL_MS, "waited %llu ms", (unsigned long long)el);
 	cr_assert_gt(alarms, 50, "only %d signals", (int)alarms);
@@ -412,13 +398,13 @@ static int kill_producer_runs(int sem, int runs)
 		cr_assert_eq(tu_wait(pid), 128 + SIGKILL);
 		/* From the moment the producer is gone (reaped): how long SIGKILL takes to land
 		 * on a loaded machine is not ours to bound. */
-		uint64_t tk = now_ns();
+		uint64_t tk = tu_now_ns();
 		uint64_t next = 0, v;
 		int rc;
 		while ((rc = shmring_spsc_pop_wait(r, &v, NULL)) == 0)
 			cr_assert_eq(v, next++, "run %d: lost or reordered", run);
 		cr_assert_eq(rc, -EPIPE, "run %d: %d", run, rc);
-		uint64_t el = (now_ns() - tk) / 1000000ull;
+		uint64_t el = (tu_now_ns() - tk) / 1000000ull;
 		cr_assert_leq(el, SLICE_MS + 2 * TOL_MS, "run %d: EPIPE after %llu ms", run,
 			      (unsigned long long)el);
 		cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 0);
@@ -491,9 +477,9 @@ static int kill_consumer_case(int sem, int anon)
 		kill(pid, SIGKILL);
 		_exit(0);
 	}
-	uint64_t t0 = now_ns();
+	uint64_t t0 = tu_now_ns();
 	cr_assert_eq(shmring_spsc_push_wait(w, &v, NULL), -EPIPE);
-	uint64_t el = (now_ns() - t0) / 1000000ull;
+	uint64_t el = (tu_now_ns() - t0) / 1000000ull;
 	cr_assert_leq(el, 30 + SLICE_MS + 2 * TOL_MS, "EPIPE after %llu ms",
 		      (unsigned long long)el);
 	cr_assert_eq(tu_wait(killer), 0);
@@ -530,7 +516,7 @@ Test(sync, close_is_eof_and_unclaimed_peer_is_not)
 	cr_assert_eq(shmring_create(name, &p, &c), 0);
 	struct shmring *r = open_role(name, SHMRING_F_CONSUMER, 100, 0);
 	/* no producer ever claimed: a wait is a wait, not EOF */
-	struct timespec d = in_ms(5);
+	struct timespec d = tu_in_ms(5);
 	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &d), -ETIMEDOUT);
 	cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 0);
 	struct shmring *w = open_role(name, SHMRING_F_PRODUCER, 100, 0);

@@ -108,6 +108,30 @@ static uint64_t low(uint64_t seq, uint32_t es)
 	return es >= 8 ? seq : seq & ((1ull << (8 * es)) - 1);
 }
 
+/* How many elements the next call asks for, by mode (pmode and cmode share their order:
+ * single, burst, bulk, zero-copy), never more than the left that remain. */
+static unsigned batch(int mode, uint64_t *seed, unsigned cap, uint64_t left)
+{
+	unsigned k = 1;
+
+	switch (mode) {
+	case P_BURST:
+		k = 1 + (unsigned)(xs(seed) % (2 * cap));
+		break;
+	case P_BULK:
+		/* At most half the ring on both sides, or both could wait forever. */
+		k = 1 + (unsigned)(xs(seed) % (cap / 2));
+		break;
+	case P_RESERVE:
+		k = 1 + (unsigned)(xs(seed) % cap);
+		break;
+	}
+	return k > left ? (unsigned)left : k;
+}
+_Static_assert((int)P_BURST == (int)C_BURST && (int)P_BULK == (int)C_BULK &&
+		   (int)P_RESERVE == (int)C_PEEK,
+	       "batch() serves both sides");
+
 static void producer(const struct xfer *x)
 {
 	struct shmring *r = child_open(x);
@@ -121,25 +145,9 @@ static void producer(const struct xfer *x)
 	if (!buf)
 		_exit(XC_ERR);
 	while (s < x->n) {
-		unsigned k = 1;
+		unsigned k = batch((int)x->pm, &seed, cap, x->n - s);
 		int rc;
 
-		switch (x->pm) {
-		case P_SINGLE:
-			break;
-		case P_BURST:
-			k = 1 + (unsigned)(xs(&seed) % (2 * cap));
-			break;
-		case P_BULK:
-			/* At most half the ring on both sides, or both could wait forever. */
-			k = 1 + (unsigned)(xs(&seed) % (cap / 2));
-			break;
-		case P_RESERVE:
-			k = 1 + (unsigned)(xs(&seed) % cap);
-			break;
-		}
-		if (k > x->n - s)
-			k = (unsigned)(x->n - s);
 		if (x->pm == P_RESERVE) {
 			void *slots = NULL;
 			rc = shmring_spsc_reserve(r, k, &slots);
@@ -200,24 +208,9 @@ static void consumer(const struct xfer *x)
 	if (!buf)
 		_exit(XC_ERR);
 	while (s < x->n) {
-		unsigned k = 1;
+		unsigned k = batch((int)x->cm, &seed, cap, x->n - s);
 		int rc;
 
-		switch (x->cm) {
-		case C_SINGLE:
-			break;
-		case C_BURST:
-			k = 1 + (unsigned)(xs(&seed) % (2 * cap));
-			break;
-		case C_BULK:
-			k = 1 + (unsigned)(xs(&seed) % (cap / 2));
-			break;
-		case C_PEEK:
-			k = 1 + (unsigned)(xs(&seed) % cap);
-			break;
-		}
-		if (k > x->n - s)
-			k = (unsigned)(x->n - s);
 		if (x->cm == C_PEEK) {
 			const void *slots = NULL;
 			rc = shmring_spsc_peek(r, k, &slots);

@@ -313,3 +313,18 @@ int tu_msg_check(const unsigned char *b, uint32_t id, uint64_t seq, uint32_t n)
 			return 0;
 	return 1;
 }
+
+uint64_t tu_now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+struct timespec tu_in_ms(uint64_t ms)
+{
+	uint64_t t = tu_now_ns() + ms * 1000000ull;
+
+	return (struct timespec){(time_t)(t / 1000000000ull), (long)(t % 1000000000ull)};
+}

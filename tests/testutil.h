@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <shmring/shmring.h>
 
@@ -44,8 +45,11 @@ int tu_maps_count(const char *needle);
  * Returns 0 or -errno. For forked children that must run as an unprivileged user would. */
 int tu_drop_cap(int cap);
 
-/* CLOCK_MONOTONIC in milliseconds. */
+/* CLOCK_MONOTONIC in milliseconds, and in nanoseconds. */
 uint64_t tu_now_ms(void);
+uint64_t tu_now_ns(void);
+/* The absolute CLOCK_MONOTONIC time ms milliseconds from now: a deadline. */
+struct timespec tu_in_ms(uint64_t ms);
 
 /* Unlinks the test objects (in /dev/shm and /tmp) of processes that died without cleaning up:
  * a sanitizer report or a crash ends a process without running atexit. Criterion's runner
