@@ -120,14 +120,12 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 	if (len < _SHMRING_HDR_SIZE)
 		return -EPROTO;
 	/* A0: pairs with R0 in _shmring_format(): the header is complete once READY is seen. */
-	if (atomic_load_explicit(&((struct _shmring_hdr *)h)->state, memory_order_acquire) !=
-	    _SHMRING_READY) {
-		/* Zero means "being written"; anything else is not ours. */
-		return atomic_load_explicit(&((struct _shmring_hdr *)h)->state,
-					    memory_order_relaxed) == 0
-			   ? -EAGAIN
-			   : -EPROTO;
-	}
+	uint32_t state =
+	    atomic_load_explicit(&((struct _shmring_hdr *)h)->state, memory_order_acquire);
+	/* Zero means "being written"; anything else is not ours. Judge the one value read: a
+	 * second load could see the creator's READY land in between and call it foreign. */
+	if (state != _SHMRING_READY)
+		return state == 0 ? -EAGAIN : -EPROTO;
 
 	/* Copy once, then judge the copy: a peer rewriting the header cannot change our mind
 	 * between two reads. */

@@ -387,6 +387,51 @@ Test(caller, state_word)
 	free(m);
 }
 
+/*
+ * The header's state word goes from 0 to READY while openers look at it. An opener must judge
+ * the one value it read: reading it again to classify a non-READY value can see READY land
+ * in between and call a good ring foreign (-EPROTO). A child flips the word back and forth
+ * (only to widen that window: a real creator sets it once) while the parent attaches.
+ */
+Test(caller, state_judged_on_one_read)
+{
+	struct shmring_params p = tu_params(8, 8);
+	size_t n = (size_t)shmring_memsize(&p);
+	unsigned char *m = mmap(NULL, n + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+				-1, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	struct _shmring_hdr *h = (struct _shmring_hdr *)m;
+	_Atomic int *stop = (_Atomic int *)(m + n);
+	int seen[3] = {0}; /* attached, -EAGAIN, anything else */
+
+	cr_assert_eq(shmring_init(m, n, &p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		while (!atomic_load_explicit(stop, memory_order_relaxed)) {
+			atomic_store(&h->state, 0);
+			atomic_store(&h->state, _SHMRING_READY);
+		}
+		_exit(0);
+	}
+	uint64_t end = tu_now_ms() + 1000;
+	while (tu_now_ms() < end) {
+		struct shmring *r;
+		int rc = shmring_attach(m, n, &p, &r);
+		if (rc == 0)
+			shmring_close(r);
+		seen[rc == 0 ? 0 : rc == -EAGAIN ? 1 : 2]++;
+		if (rc != 0 && rc != -EAGAIN)
+			break;
+	}
+	atomic_store(stop, 1);
+	cr_assert_eq(tu_wait(pid), 0);
+	cr_log_info("attached %d, -EAGAIN %d", seen[0], seen[1]);
+	cr_assert_eq(seen[2], 0, "an attach got neither 0 nor -EAGAIN while READY was landing");
+	cr_assert_gt(seen[0] + seen[1], 1000);
+	munmap(m, n + 4096);
+}
+
 Test(caller, attach_twice_shares_entry)
 {
 	struct shmring_params p = tu_params(8, 8);
