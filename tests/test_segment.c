@@ -397,8 +397,8 @@ Test(caller, state_judged_on_one_read)
 {
 	struct shmring_params p = tu_params(8, 8);
 	size_t n = (size_t)shmring_memsize(&p);
-	unsigned char *m = mmap(NULL, n + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-				-1, 0);
+	unsigned char *m =
+	    mmap(NULL, n + 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(m, MAP_FAILED);
 	struct _shmring_hdr *h = (struct _shmring_hdr *)m;
 	_Atomic int *stop = (_Atomic int *)(m + n);
