@@ -305,9 +305,74 @@ Test(mpmc, bulk_death_at_every_step)
 		int k = 1;
 		while (bulk_death_case(producer, k))
 			k++;
-		/* the DEQ_FAA, DEQ_POS and HELD points of the take, then 4 per enqueue */
-		cr_assert_geq(k, 3 + 3 * 4, "only %d steps seen", k - 1);
+		/* the DEQ_FAA, DEQ_POS and HELD points of the take, FILLED or READ, one ENQ_FAA and
+		 * ENQ_POS for the run of positions, then ENQ_CAS and ENQ_DONE per element */
+		cr_assert_geq(k, 3 + 1 + 2 + 3 * 2 + 1, "only %d steps seen", k - 1);
 	}
+}
+
+/*
+ * A bulk push takes its run of tail positions with one fetch-and-add. Right after it, a consumer
+ * passes the first two of them (closing them, as SCQ's dequeuer does when it finds no element;
+ * the threshold is set so that it gives up after two). The first element must land in the third
+ * position, the other two past the run, in order; with a death at any later step, all three are
+ * published or none, nothing is lost or duplicated, and the capacity is whole again.
+ */
+struct closer {
+	struct shmring *c;
+	int closed, countdown;
+};
+static int hook_close_run(struct shmring *r, int point, int queue, void *arg)
+{
+	struct closer *cl = arg;
+	uint64_t x;
+	(void)r;
+	if (point == SHMRING_MPMC_HOOK_ENQ_POS && queue == _SHMRING_MP_AQ && !cl->closed) {
+		cl->closed = 1;
+		atomic_store(&cl->c->m.ctl[_SHMRING_MP_AQ]->threshold, 1);
+		cr_assert_eq(shmring_mpmc_pop(cl->c, &x), -EAGAIN);
+	}
+	return --cl->countdown == 0;
+}
+
+static int run_closed_case(int k)
+{
+	enum { CAP = 8, N = 3 };
+	struct shmring *v, *r = ring_with_victim(CAP, &v);
+	struct closer cl = {.c = mp_attach(r), .countdown = k};
+	uint64_t in[N] = {100, 101, 102}, x;
+	/* One push and pop, so the consumer's threshold lets it take positions. */
+	cr_assert_eq(shmring_mpmc_push(r, &in[0]), 0);
+	cr_assert_eq(shmring_mpmc_pop(r, &x), 0);
+	uint64_t h0 = atomic_load(&r->m.ctl[_SHMRING_MP_AQ]->head);
+	shmring_mpmc_set_hook(v, hook_close_run, &cl);
+	int rc = shmring_mpmc_push_bulk(v, in, N), died = rc == -ECANCELED;
+	cr_assert(died || rc == N, "k %d: rc %d", k, rc);
+	cr_assert(cl.closed || (died && k <= 5), "k %d: the run was never closed", k);
+	if (cl.closed)
+		cr_assert_eq(atomic_load(&r->m.ctl[_SHMRING_MP_AQ]->head), h0 + 2,
+			     "k %d: the consumer passed more than two", k);
+	shmring_close(v);
+	cr_assert_eq(shmring_mpmc_recover(r), died, "k %d", k);
+	int got = 0;
+	while (shmring_mpmc_pop(cl.c, &x) == 0)
+		cr_assert_eq(x, in[got++], "k %d: out of order", k);
+	cr_assert(got == N || (died && got == 0), "k %d: %d of the bulk published", k, got);
+	shmring_close(cl.c);
+	assert_capacity(r, CAP, "k", k);
+	shmring_close(r);
+	return died;
+}
+
+Test(mpmc, bulk_push_run_closed_under_it)
+{
+	cr_assert_eq(run_closed_case(0), 0);
+	int k = 1;
+	while (run_closed_case(k))
+		k++;
+	/* the take's 4 points, ENQ_FAA and ENQ_POS, then ENQ_CAS at the two closed positions,
+	 * CAS and DONE at the third, and the second run for the other two: FAA, POS, 2 x 2 */
+	cr_assert_geq(k, 4 + 2 + 2 + 2 + 2 + 4 + 1, "only %d steps seen", k - 1);
 }
 
 /* ---- cases found in review ---------------------------------------------------------------- */

@@ -26,8 +26,10 @@
  * of its position's cycle: so a bulk gets all n or nothing, and the CAS that wins owns the run
  * outright, with no CLAIMED step. The indices are written into the record (held[]) before the
  * CAS; recovery treats a record caught between its CAS and the next state store like a single
- * dequeuer caught after its fetch-and-add. The elements then go into the other queue one
- * enqueue each (SCQ's enqueue cannot reserve a run: a position it takes may be closed under it).
+ * dequeuer caught after its fetch-and-add. The elements then go into the other queue through
+ * one fetch-and-add on its tail for all of them, and one entry CAS each: a position may be
+ * closed under us (a dequeuer passed it), so an index that fails there lands in the next
+ * position of the run, and only what is left after the run takes a new fetch-and-add.
  *
  * Entry word, with k = log2(capacity) and W = k + 2 index bits:
  *   bits 0..W-1   index: 0..n-1 valid; CLAIMED (bit W-1) | index: taken, being recorded;
@@ -224,6 +226,45 @@ static inline uint64_t _shmring_mp_budget(const struct shmring *r)
 }
 
 /*
+ * Internal: one SCQ enqueue attempt: puts index idx into the entry of tail position t of queue
+ * q, a position the caller took from tail. Returns 1 (landed), 0 (the position is no use: a
+ * dequeuer has passed it, or its entry still holds an older index; take another), -EPROTO.
+ */
+static inline int _shmring_mp_land(struct shmring *r, int q, uint64_t t, uint64_t idx)
+{
+	_Atomic uint64_t *slot = _shmring_mp_slot(r, q, t);
+	uint64_t tc = t >> r->m.ishift;
+	/* A3: pairs with R3/R4 in the dequeue: an emptied entry's index is no longer read. */
+	uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+
+	for (;;) {
+		uint64_t ei = _SHMRING_MP_IDX(r, e);
+		if (ei != r->m.bot && (ei & ~r->m.claimed) >= r->capacity)
+			return _shmring_mp_break(r);
+		if (_SHMRING_MP_CYC(r, e) >= tc || ei != r->m.bot)
+			return 0;
+		if (!_SHMRING_MP_SAFE(r, e) &&
+		    atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed) > t)
+			return 0;
+		/* R2: pairs with A2 in the dequeue: data[idx] (written before) is visible to the
+		 * consumer that sees this entry. */
+		if (atomic_compare_exchange_weak_explicit(slot, &e, _shmring_mp_ent(r, tc, 1, idx),
+							  memory_order_acq_rel,
+							  memory_order_acquire))
+			return 1;
+	}
+}
+
+/* Internal: after a landing, as SCQ: dequeuers that gave up on the threshold look again. */
+static inline void _shmring_mp_reset_threshold(struct shmring *r, int q)
+{
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+
+	if (atomic_load_explicit(&c->threshold, memory_order_relaxed) != r->m.thr_max)
+		atomic_store_explicit(&c->threshold, r->m.thr_max, memory_order_relaxed);
+}
+
+/*
  * Internal: SCQ enqueue of index idx (seq s) into queue q through record rec. Always finds room
  * in a correct ring (only n indices exist for 2n entries). Returns 0, -EPROTO, -ECANCELED.
  */
@@ -246,34 +287,15 @@ static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *r
 		atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
 		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q, bulk);
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
-		_Atomic uint64_t *slot = _shmring_mp_slot(r, q, t);
-		uint64_t tc = t >> r->m.ishift;
-		/* A3: pairs with R3/R4 in the dequeue: an emptied entry's index is no longer read.
-		 */
-		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
-		for (;;) {
-			uint64_t ei = _SHMRING_MP_IDX(r, e);
-			if (ei != r->m.bot && (ei & ~r->m.claimed) >= r->capacity)
-				return _shmring_mp_break(r);
-			if (_SHMRING_MP_CYC(r, e) >= tc || ei != r->m.bot)
-				break;
-			if (!_SHMRING_MP_SAFE(r, e) &&
-			    atomic_load_explicit(&c->head, memory_order_relaxed) > t)
-				break;
-			/* R2: pairs with A2 in the dequeue: data[idx] (written before) is visible
-			 * to the consumer that sees this entry. */
-			if (atomic_compare_exchange_weak_explicit(
-				slot, &e, _shmring_mp_ent(r, tc, 1, idx), memory_order_acq_rel,
-				memory_order_acquire)) {
-				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
-				if (atomic_load_explicit(&c->threshold, memory_order_relaxed) !=
-				    r->m.thr_max)
-					atomic_store_explicit(&c->threshold, r->m.thr_max,
-							      memory_order_relaxed);
-				_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
-				return 0;
-			}
-		}
+		int rc = _shmring_mp_land(r, q, t, idx);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
+		_shmring_mp_reset_threshold(r, q);
+		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
+		return 0;
 	}
 	return _shmring_mp_break(r);
 }
@@ -508,25 +530,61 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 /*
  * Internal: disposes of the k indices a bulk take left held: into the filled queue in order
  * (q = AQ: their elements are written; the record says FULL first), or back into the free queue
- * from the last (q = FQ). Each enqueue moves one index out of the held[] range in the same
- * state store that names it as the one being enqueued. Returns 0, -EPROTO, -ECANCELED.
+ * from the last (q = FQ). One fetch-and-add on tail takes a position for each index still to
+ * go; each index then lands in the next of those positions that will take it (SCQ's enqueue,
+ * with the retry on a position a dequeuer has passed made on the next position already ours
+ * rather than on a new fetch-and-add). Positions stay in order, so the indices do too; a
+ * position that took none is a gap, as after SCQ's failed attempt, and there are never more
+ * such positions than indices still held (SCQ's bound on what dequeuers must cross). The
+ * record always names the index being landed and the position it is tried at, exactly as for
+ * a single enqueue, so recovery sees no difference; positions still ours when the owner dies
+ * are gaps. Each landing moves one index out of the held[] range in the same state store that
+ * names it. Returns 0, -EPROTO, -ECANCELED.
  */
 static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
 				    const uint64_t *idx, unsigned k)
 {
+	struct _shmring_scq_ctl *c = r->m.ctl[q];
+	uint64_t budget = _shmring_mp_budget(r), t = 0, end = 0;
+	unsigned j = 0;
+
 	if (q == _SHMRING_MP_AQ)
 		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q,
 				  _SHMRING_MP_B_COUNT(k) | _SHMRING_MP_B_FULL);
-	for (unsigned j = 0; j < k; j++) {
+	while (j < k) {
 		uint64_t x = q == _SHMRING_MP_AQ ? idx[j] : idx[k - 1 - j];
 		uint64_t bulk =
 		    q == _SHMRING_MP_AQ
 			? _SHMRING_MP_B_COUNT(k) | _SHMRING_MP_B_DONE(j + 1) | _SHMRING_MP_B_FULL
 			: _SHMRING_MP_B_COUNT(k - 1 - j);
-		int rc = _shmring_mp_enq(
-		    r, rec, q, x, atomic_load_explicit(&r->m.seq[x], memory_order_relaxed), bulk);
-		if (rc)
+
+		if (!budget--)
+			return _shmring_mp_break(r);
+		atomic_store_explicit(&rec->idx, x, memory_order_relaxed);
+		atomic_store_explicit(&rec->seq,
+				      atomic_load_explicit(&r->m.seq[x], memory_order_relaxed),
+				      memory_order_relaxed);
+		if (t == end) {
+			_shmring_mp_state(rec, _SHMRING_MP_ENQ_FAA, q, bulk);
+			_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_FAA, q);
+			/* F1 (run): acq_rel, as F1 in _shmring_mp_enq(). */
+			t = atomic_fetch_add_explicit(&c->tail, k - j, memory_order_acq_rel);
+			_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_POS, q);
+			if (t >= (1ull << 62))
+				return _shmring_mp_break(r);
+			end = t + (k - j);
+		}
+		atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
+		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q, bulk);
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
+		int rc = _shmring_mp_land(r, q, t++, x);
+		if (rc < 0)
 			return rc;
+		if (rc == 0)
+			continue;
+		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
+		_shmring_mp_reset_threshold(r, q);
+		j++;
 	}
 	_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
 	return 0;
