@@ -3,6 +3,7 @@
  * hook, the parked producer, multi-process runs and kill injection. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -861,4 +862,119 @@ Test(mpmc, kill_injection_200_runs, .timeout = 120)
 	}
 	cr_log_info("kill injection: %d runs, %d processes killed mid-run", runs, killed);
 	cr_assert_gt(killed, runs / 4);
+}
+
+/*
+ * Participants parked by the test hook, as preemption parks them: a thread per participant,
+ * stopped at one hook point until released.
+ */
+struct park {
+	int point, queue, fired;
+	sem_t parked, go;
+};
+static int hook_park_at(struct shmring *r, int point, int queue, void *arg)
+{
+	struct park *pk = arg;
+	(void)r;
+	if (!pk->fired && point == pk->point && queue == pk->queue) {
+		pk->fired = 1;
+		sem_post(&pk->parked);
+		sem_wait(&pk->go);
+	}
+	return 0;
+}
+struct parked_call {
+	struct shmring *h;
+	int op; /* 0 pop, 1 push, 2 pop_bulk of 1 */
+	uint64_t v;
+	int rc;
+	struct park *pk;
+};
+static void *parked_call_run(void *arg)
+{
+	struct parked_call *pc = arg;
+	pc->rc = pc->op == 0   ? shmring_mpmc_pop(pc->h, &pc->v)
+		 : pc->op == 1 ? shmring_mpmc_push(pc->h, &pc->v)
+			       : shmring_mpmc_pop_bulk(pc->h, &pc->v, 1);
+	if (!pc->pk->fired)
+		sem_post(&pc->pk->parked); /* returned without passing the point */
+	return NULL;
+}
+/* Starts pc on its own thread, parked at pk's point; returns once it is parked there, or has
+ * returned without reaching it. */
+static pthread_t park_at(struct parked_call *pc, struct park *pk, int point)
+{
+	pthread_t t;
+	pc->pk = pk;
+	pk->fired = 0;
+	pk->point = point;
+	pk->queue = _SHMRING_MP_AQ;
+	sem_init(&pk->parked, 0, 0);
+	sem_init(&pk->go, 0, 0);
+	shmring_mpmc_set_hook(pc->h, hook_park_at, pk);
+	cr_assert_eq(pthread_create(&t, NULL, parked_call_run, pc), 0);
+	sem_wait(&pk->parked);
+	return t;
+}
+
+/*
+ * A bulk pop's scan meets, inside its run, an entry still holding the previous cycle's element
+ * (its consumer is slow). Clearing that entry's safe bit, as a single pop does, stops a late
+ * producer only once head has passed the position, and the bulk moves head later, at its CAS.
+ * In between, the slow consumer takes its element and a late producer lands there; the CAS then
+ * moved head past it, and the pushed element was lost with nobody dead. The scan must stop at
+ * such an entry. All alive throughout; nothing may be lost.
+ */
+Test(mpmc, review_bulk_scan_does_not_cross_an_older_element)
+{
+	struct shmring_params p = mp_params(8, 4);
+	struct shmring *r;
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	struct parked_call slow = {.h = mp_attach(r), .op = 0},
+			   late = {.h = mp_attach(r), .op = 1, .v = 1000},
+			   bulk = {.h = mp_attach(r), .op = 2};
+	struct park pk[3];
+	uint64_t v = 1, out;
+	cr_assert_eq(shmring_mpmc_push(r, &v), 0);
+	/* The slow consumer takes position 8 (capacity 4: 8 entries) and stops there. */
+	pthread_t ts = park_at(&slow, &pk[0], SHMRING_MPMC_HOOK_DEQ_POS);
+	for (v = 10; v < 17; v++) {
+		cr_assert_eq(shmring_mpmc_push(r, &v), 0);
+		cr_assert_eq(shmring_mpmc_pop(r, &out), 0);
+		cr_assert_eq(out, v);
+	}
+	/* A late producer takes position 16 (the slow one's entry, next cycle) and stops. */
+	pthread_t tl = park_at(&late, &pk[1], SHMRING_MPMC_HOOK_ENQ_POS);
+	v = 2000;
+	cr_assert_eq(shmring_mpmc_push(r, &v), 0); /* position 17 */
+	/* The bulk pop scans from 16 and stops before its head CAS (or gives up at once). */
+	pthread_t tb = park_at(&bulk, &pk[2], SHMRING_MPMC_HOOK_DEQ_FAA);
+	sem_post(&pk[0].go);
+	pthread_join(ts, NULL);
+	cr_assert_eq(slow.rc, 0);
+	cr_assert_eq(slow.v, 1);
+	sem_post(&pk[1].go);
+	pthread_join(tl, NULL);
+	cr_assert_eq(late.rc, 0);
+	sem_post(&pk[2].go);
+	pthread_join(tb, NULL);
+	int got1000 = 0, got2000 = 0;
+	if (bulk.rc == 1) {
+		got1000 += bulk.v == 1000;
+		got2000 += bulk.v == 2000;
+	} else {
+		cr_assert_eq(bulk.rc, -EAGAIN);
+	}
+	while (shmring_mpmc_pop(r, &out) == 0) {
+		got1000 += out == 1000;
+		got2000 += out == 2000;
+	}
+	cr_assert_eq(got1000, 1, "the late producer's element was lost (or doubled)");
+	cr_assert_eq(got2000, 1);
+	cr_assert_eq(shmring_mpmc_recover(r), 0);
+	cr_assert_eq(free_slots(r, 4), 4, "a slot leaked");
+	shmring_close(slow.h);
+	shmring_close(late.h);
+	shmring_close(bulk.h);
+	shmring_close(r);
 }

@@ -410,8 +410,9 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
  * k is as many as are ready; without, k is n or nothing moves.
  *
  * Positions in the run with no element are gaps: an enqueue that will never land there (its
- * enqueuer died, or moved on), or one still in flight. The scan closes each one as a single
- * dequeuer that found it empty would (R4), so no late enqueue lands behind head, and crosses it;
+ * enqueuer died, or moved on), or one still in flight. The scan closes each one by moving its
+ * entry to the position's cycle (R4), so no late enqueue lands behind head, and crosses it; an
+ * entry still holding an older cycle's element cannot be closed that way and stops the scan;
  * like a failed single dequeue, each gap costs one unit of the threshold, and with the threshold
  * spent the scan stops at gaps (SCQ's bound on dequeuers that keep overtaking enqueuers). Gaps
  * at head are crossed even when nothing is taken, so that a bulk caller is never stuck behind
@@ -457,12 +458,16 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 			    atomic_load_explicit(&c->threshold, memory_order_relaxed) < 0)
 				break; /* a newer entry, one being taken, or enough gaps */
 			if (ec < pc) {
-				uint64_t ne =
-				    ei == r->m.bot
-					? _shmring_mp_ent(r, pc, _SHMRING_MP_SAFE(r, e), ei)
-					: _shmring_mp_ent(r, ec, 0, ei);
+				/* An older cycle's element its slow dequeuer has not taken yet: a
+				 * single dequeuer clears its safe bit, which stops a late enqueuer
+				 * only once head is past p. Ours moves at the CAS below, and in
+				 * between the element may go and an enqueuer land here, behind the
+				 * head we set (found in review: an element lost). Stop instead. */
+				if (ei != r->m.bot)
+					break;
+				uint64_t ne = _shmring_mp_ent(r, pc, _SHMRING_MP_SAFE(r, e), ei);
 				/* R4 (bulk): as R4 in _shmring_mp_deq(): a late enqueuer for p now
-				 * fails (cycle), or sees the entry unsafe. */
+				 * fails, on the cycle, whether head has moved or not. */
 				if (!atomic_compare_exchange_strong_explicit(
 					slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
 					break;
