@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -951,4 +952,75 @@ Test(msg_dead, random_sigkill, .timeout = 120)
 	cr_log_info("random_sigkill: killed mid-claim %d times, %d claims recovered, %d rounds",
 		    midclaim, recovered, round);
 	cr_assert_geq(recovered, midclaim);
+}
+
+/*
+ * An MPSC producer commits fewer bytes than it reserved: the rest of the claim becomes a
+ * discarded record whose header sits inside the reservation, where the user's payload was. The
+ * consumer must never see that word before it is the discard header: it either waits at the
+ * claim, or sees the shortened message and then the discard. The producer is stopped exactly
+ * between its header stores by write-protecting the page where the discard header goes: the
+ * store faults, and the fault handler plays the consumer. Found in review: the old order
+ * (message header first) showed the user's bytes as a header: -EPROTO, or a phantom message.
+ */
+static struct shmring *cut_consumer;
+static unsigned char *cut_page;
+static int cut_rc[2];
+static uint32_t cut_len;
+static void cut_segv(int sig, siginfo_t *si, void *uc)
+{
+	static char buf[16384];
+	const void *m;
+	(void)sig;
+	(void)si;
+	(void)uc;
+	/* Writable again first (the consumer zeroes what it releases); the producer's store
+	 * still waits for this handler to return. */
+	mprotect(cut_page, 4096, PROT_READ | PROT_WRITE);
+	cut_rc[0] = shmring_msg_recv(cut_consumer, buf, sizeof(buf), NULL);
+	cut_rc[1] = cut_rc[0] < 0 ? cut_rc[0] : shmring_msg_peek(cut_consumer, &m, &cut_len, NULL);
+}
+
+Test(msg, mpsc_short_commit_never_shows_payload_as_header)
+{
+	struct sigaction sa = {.sa_sigaction = cut_segv, .sa_flags = SA_SIGINFO};
+	uint64_t words[2];
+	memset(&words[0], 'A', 8); /* plain text at the cut */
+	words[1] = (uint64_t)(_SHMRING_MSG_VALID | 40u) | (uint64_t)0xbad << 32; /* a header */
+	cr_assert_eq(sigaction(SIGSEGV, &sa, NULL), 0);
+	for (int w = 0; w < 2; w++) {
+		struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1 << 16};
+		struct shmring *prod;
+		char buf[16384];
+		void *res;
+		uint32_t type;
+		cr_assert_eq(shmring_create_anon(&p, &prod), 0);
+		size_t len;
+		void *base = shmring_base(prod, &len);
+		cr_assert_eq(shmring_attach(base, len, &p, &cut_consumer), 0);
+		/* Reserve 12000 bytes, fill them all, publish only the first 5000: the discard
+		 * header goes at the reservation's header + 8 + 5000, pages away from it. */
+		cr_assert_eq(shmring_msg_reserve(prod, 12000, &res), 0);
+		memset(res, 'A', 12000);
+		unsigned char *cut = (unsigned char *)res + 5000;
+		memcpy(cut, &words[w], 8);
+		cut_page = (unsigned char *)((uintptr_t)cut & ~(uintptr_t)4095);
+		cr_assert_lt((uintptr_t)res - 8, (uintptr_t)cut_page, "header on the cut's page");
+		cut_rc[0] = cut_rc[1] = 1;
+		cr_assert_eq(mprotect(cut_page, 4096, PROT_READ), 0);
+		cr_assert_eq(shmring_msg_commit(prod, 5000, 7), 0);
+		cr_assert_neq(cut_rc[0], 1, "the producer never faulted: nothing was tested");
+		cr_assert(cut_rc[0] == -EAGAIN || (cut_rc[0] == 5000 && cut_rc[1] == -EAGAIN),
+			  "word %d: the consumer in the window got %d, then %d (len %u)", w,
+			  cut_rc[0], cut_rc[1], cut_len);
+		cr_assert_not(shmring_is_broken(cut_consumer));
+		if (cut_rc[0] == -EAGAIN) {
+			cr_assert_eq(shmring_msg_recv(cut_consumer, buf, sizeof(buf), &type), 5000);
+			cr_assert_eq(type, 7);
+		}
+		cr_assert_eq(shmring_msg_recv(cut_consumer, buf, sizeof(buf), &type), -EAGAIN);
+		cr_assert_not(shmring_is_broken(cut_consumer));
+		shmring_close(cut_consumer);
+		shmring_close(prod);
+	}
 }

@@ -317,17 +317,23 @@ static inline int shmring_msg_commit(struct shmring *r, uint32_t len, uint32_t t
 	uint64_t want = r->msg.p.res_word;
 
 	r->msg.p.res_active = 0;
-	/* R3: pairs with A3 in shmring_msg_peek(): the payload before the header. */
+	/* The rest of the claim becomes a discarded record. Its header goes where the user's
+	 * payload was, so it is written while the claim still reads BUSY and the consumer waits
+	 * at pos: once the header below lands, the consumer may read this word at once (found in
+	 * review: written after it, the user's bytes passed for a header). If recovery discards
+	 * the claim meanwhile, the whole of it is skipped and this word is never read. */
+	if (s1 < s0)
+		atomic_store_explicit(_shmring_msg_hdr(r, pos + s1),
+				      _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD |
+					  (uint32_t)(s0 - s1 - 8),
+				      memory_order_relaxed);
+	/* R3: pairs with A3 in shmring_msg_peek(): the payload, and the discard header above,
+	 * before the header. */
 	if (!atomic_compare_exchange_strong_explicit(
 		_shmring_msg_hdr(r, pos), &want, _SHMRING_MSG_VALID | len | ((uint64_t)type << 32),
 		memory_order_release, memory_order_relaxed))
 		return -EOWNERDEAD;
-	if (s1 < s0) /* The consumer waits at a 0 header until this lands. R3 as above. */
-		atomic_store_explicit(_shmring_msg_hdr(r, pos + s1),
-				      _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD |
-					  (uint32_t)(s0 - s1 - 8),
-				      memory_order_release);
-	_shmring_msg_wake_data(r); /* F1 there, after the last R3 */
+	_shmring_msg_wake_data(r); /* F1 there, after R3 */
 	return 0;
 }
 
