@@ -21,6 +21,7 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,13 +415,33 @@ static uint64_t proc_start(pid_t pid)
 	return strtoull(p, NULL, 10);
 }
 
-static int slot_alive(uint64_t pid, uint64_t start)
+/*
+ * A liveness slot holds one word: the holder's pid in the low 22 bits (Linux's PID_MAX_LIMIT is
+ * 2^22) and its start time above (field 22, clock ticks since boot, 42 bits: centuries). One
+ * word, so that a claim is one CAS from the word judged free (0, or a dead holder's), and no
+ * state lies between "free" and "held by a known process": with separate pid and start words a
+ * losing claimer's reset of start could land after the winner's store and leave a slot reading
+ * "being claimed", alive for ever (found in review). Freeing a dead holder's slot by CAS from its
+ * exact word cannot free a later claim: the same word would be the same process.
+ */
+#define LIVE_PID_BITS 22
+#define LIVE_PID_MASK ((1ull << LIVE_PID_BITS) - 1)
+
+static uint64_t live_word(pid_t pid, uint64_t start)
 {
-	if (pid == 0 || pid > INT_MAX)
+	return (uint64_t)pid | start << LIVE_PID_BITS;
+}
+
+static int slot_alive(uint64_t w)
+{
+	pid_t pid = (pid_t)(w & LIVE_PID_MASK);
+	uint64_t start = w >> LIVE_PID_BITS;
+
+	if (pid == 0)
 		return 0;
-	if (start == 0)
-		return 1; /* being claimed */
-	return proc_start((pid_t)pid) == start;
+	if (start == 0) /* no /proc when it claimed: the pid alone */
+		return kill(pid, 0) == 0 || errno == EPERM;
+	return (proc_start(pid) & (UINT64_MAX >> LIVE_PID_BITS)) == start;
 }
 
 /*
@@ -520,25 +541,20 @@ static int claim_role(struct shmring *r, int role)
 		s->lock_fd[role] = lfd;
 		claims_link(s);
 	} else {
-		uint64_t me = (uint64_t)getpid(), st = proc_start(getpid());
+		uint64_t me = live_word(getpid(), proc_start(getpid()));
 		int got = -1;
 		for (int i = 0; i < _SHMRING_LIVE_SLOTS && got < 0; i++) {
-			uint64_t pid = atomic_load(&lv->slot[i].pid);
-			if (pid && slot_alive(pid, atomic_load(&lv->slot[i].start)))
+			uint64_t w = atomic_load(&lv->slot[i].word);
+			if (w && slot_alive(w))
 				continue;
-			/* Free the slot of a dead holder first, then claim it from zero. */
-			if (pid && atomic_compare_exchange_strong(&lv->slot[i].pid, &pid, 0))
-				pid = 0;
-			if (pid == 0) {
-				atomic_store(&lv->slot[i].start, 0);
-				if (atomic_compare_exchange_strong(&lv->slot[i].pid, &pid, me))
-					got = i;
-			}
+			/* Free, or its holder is dead: ours, unless it changed since we judged. */
+			if (atomic_compare_exchange_strong(&lv->slot[i].word, &w, me))
+				got = i;
 		}
 		if (got < 0)
 			return -EBUSY;
-		atomic_store(&lv->slot[got].start, st);
 		s->live_slot[role] = got;
+		s->live_word[role] = me;
 	}
 	atomic_store(&lv->seen, 1);
 	return 0;
@@ -562,7 +578,7 @@ int _shmring_role_alive(struct shmring *r, int role)
 	}
 	struct _shmring_live *lv = &r->sync->area->live[role];
 	for (int i = 0; i < _SHMRING_LIVE_SLOTS; i++)
-		if (slot_alive(atomic_load(&lv->slot[i].pid), atomic_load(&lv->slot[i].start)))
+		if (slot_alive(atomic_load(&lv->slot[i].word)))
 			return 1;
 	return 0;
 }
@@ -599,9 +615,9 @@ static void drop_role(struct shmring *r, int role)
 		s->lock_fd[role] = -1;
 	}
 	if (s->live_slot[role] >= 0) {
-		uint64_t me = (uint64_t)getpid();
-		/* Only our own claim: a fork child closing an inherited handle leaves it. */
-		atomic_compare_exchange_strong(&s->area->live[role].slot[s->live_slot[role]].pid,
+		uint64_t me = s->live_word[role];
+		/* Only our own claim (a fork child's handles have live_slot -1: claims_child()). */
+		atomic_compare_exchange_strong(&s->area->live[role].slot[s->live_slot[role]].word,
 					       &me, 0);
 		s->live_slot[role] = -1;
 	}

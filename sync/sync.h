@@ -86,8 +86,9 @@ struct _shmring_live {
 	_Atomic uint32_t seen; /* 1 once some process claimed the role (sticky) */
 	uint32_t pad_[3];
 	struct {
-		_Atomic uint64_t pid;	/* 0 = free */
-		_Atomic uint64_t start; /* /proc/pid/stat field 22 */
+		/* 0 = free; else the holder: pid | start time << 22 (sync.c, live_word()) */
+		_Atomic uint64_t word;
+		uint64_t unused_;
 	} slot[_SHMRING_LIVE_SLOTS];
 };
 _Static_assert(sizeof(struct _shmring_live) <= _SHMRING_BLOCK, "a liveness block is one block");
@@ -114,6 +115,7 @@ struct _shmring_sync {
 	int roles;	  /* SHMRING_F_PRODUCER / SHMRING_F_CONSUMER claimed by this handle */
 	int lock_fd[2];	  /* own open file description holding the OFD claim, or -1 */
 	int live_slot[2]; /* anonymous memory: our slot, or -1 */
+	uint64_t live_word[2]; /* ... and the word we put there */
 	int fifo_fd;	  /* event FIFO, opened lazily (-1) */
 	int fifo_wfd;	  /* producer's write end (-1) */
 	struct shmring_wait_policy pol;

@@ -62,8 +62,9 @@ enum shmring_role {
  * Declares that this handle acts as producer and/or consumer (SHMRING_F_PRODUCER,
  * SHMRING_F_CONSUMER), as those flags do at open. The claim is an OFD lock on a byte of the
  * segment's file (released by the kernel when the process dies), or for anonymous and caller's
- * memory the pid and start time of the calling process (use it in a child after fork()).
- * Returns 0, -EINVAL, -EBUSY (anonymous memory: no free slot), -errno.
+ * memory the pid and start time of the calling process, written into one of 7 slots per role
+ * with one CAS (use it in a child after fork()); a slot whose holder is dead is taken over.
+ * Returns 0, -EINVAL, -EBUSY (anonymous memory: 7 live holders already), -errno.
  */
 int shmring_claim(struct shmring *r, uint32_t role_flags);
 
