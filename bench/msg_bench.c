@@ -32,8 +32,10 @@
 #include <shmring/shmring.h>
 #include <stdalign.h>
 
+#ifndef RING_BYTES
 #define RING_BYTES (1u << 20)
-#define END_SEQ	   UINT64_MAX
+#endif
+#define END_SEQ UINT64_MAX
 
 static double run_s = 0.3;
 

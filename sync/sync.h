@@ -111,13 +111,13 @@ enum {
 /* Process-local sync state of a handle (struct shmring.sync). */
 struct _shmring_sync {
 	struct _shmring_syncarea *area;
-	int sem;	  /* back-end recorded in the header */
-	int roles;	  /* SHMRING_F_PRODUCER / SHMRING_F_CONSUMER claimed by this handle */
-	int lock_fd[2];	  /* own open file description holding the OFD claim, or -1 */
-	int live_slot[2]; /* anonymous memory: our slot, or -1 */
+	int sem;	       /* back-end recorded in the header */
+	int roles;	       /* SHMRING_F_PRODUCER / SHMRING_F_CONSUMER claimed by this handle */
+	int lock_fd[2];	       /* own open file description holding the OFD claim, or -1 */
+	int live_slot[2];      /* anonymous memory: our slot, or -1 */
 	uint64_t live_word[2]; /* ... and the word we put there */
-	int fifo_fd;	  /* event FIFO, opened lazily (-1) */
-	int fifo_wfd;	  /* producer's write end (-1) */
+	int fifo_fd;	       /* event FIFO, opened lazily (-1) */
+	int fifo_wfd;	       /* producer's write end (-1) */
 	struct shmring_wait_policy pol;
 	struct shmring_stats st;	   /* relaxed counters, this handle only */
 	struct _shmring_sync *next, *prev; /* process list of handles holding OFD claims */
