@@ -1,19 +1,21 @@
 #!/bin/sh
-# Checks the Promela model of the sleep hand-shake (sync/handshake.pml) with spin:
-#  - the real protocol (membarrier, M1) and its fallback (fences F2/F3) must verify: no
-#    assertion violated, no invalid end state (a waiter asleep forever = lost wake-up/deadlock);
-#  - a mutant with no barrier at all must FAIL, which shows the model can see the bug.
+# Checks the Promela models of the sleep hand-shake with spin:
+#  - sync/handshake.pml (barriers, one sleeper): the real protocol (membarrier, M1) and its
+#    fallback (fences F2/F3) must verify: no assertion violated, no invalid end state (a waiter
+#    asleep forever = lost wake-up/deadlock); a mutant with no barrier at all must FAIL, which
+#    shows the model can see the bug;
+#  - sync/sseq.pml (the wake skip, two sleepers): must verify, and the old registration that
+#    read seq once (-DSTALE) must FAIL.
 # Exits non-zero on any error. Quick (well under a second).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-model="$here/sync/handshake.pml"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-check() { # name, expected (pass|fail), spin defines...
-	name=$1 want=$2
-	shift 2
+check() { # model, name, expected (pass|fail), spin defines...
+	model="$here/sync/$1.pml" name="$1: $2" want=$3
+	shift 3
 	rm -f pan pan.* ./*.trail
 	spin "$@" -a "$model" >/dev/null
 	cc -O0 -DSAFETY -o pan pan.c 2>/dev/null
@@ -31,6 +33,8 @@ check() { # name, expected (pass|fail), spin defines...
 	fi
 }
 
-check membarrier pass
-check fence-fallback pass -DFENCE
-check no-barrier-mutant fail -DBROKEN
+check handshake membarrier pass
+check handshake fence-fallback pass -DFENCE
+check handshake no-barrier-mutant fail -DBROKEN
+check sseq two-sleepers pass
+check sseq stale-seq-mutant fail -DSTALE

@@ -308,12 +308,16 @@ static void sleeper_barrier(struct shmring *r)
 uint32_t _shmring_wq_register(struct shmring *r, int dir)
 {
 	struct _shmring_wq *q = &r->sync->area->wq[dir];
-	/* A3: pairs with R3 in wake_q(): read before registering (see sync.h). */
-	uint32_t seq = atomic_load_explicit(&q->seq, memory_order_acquire);
-	uint32_t old = atomic_load_explicit(&q->waiters, memory_order_relaxed), nw;
+	/* Acquire here and on a failed CAS: a registration we overwrite happens before our read
+	 * of seq below, so we read at least the seq its registrant read. */
+	uint32_t old = atomic_load_explicit(&q->waiters, memory_order_acquire), nw, seq;
 	int mb = atomic_load_explicit(&mb_state, memory_order_relaxed) > 0;
 
 	do {
+		/* A3: pairs with R3 in wake_q(): read before registering (see sync.h). Read again
+		 * in every attempt: SSEQ must never go back to an older seq than a sleeper's, or
+		 * wakers skip it (found in review; sync/sseq.pml -DSTALE is the old order). */
+		seq = atomic_load_explicit(&q->seq, memory_order_acquire);
 		if ((old & _SHMRING_WQ_COUNT) == _SHMRING_WQ_COUNT)
 			nw = old; /* saturated (a hostile peer): wakers still see it non-zero */
 		else
@@ -322,7 +326,7 @@ uint32_t _shmring_wq_register(struct shmring *r, int dir)
 		if (mb && !(old & (_SHMRING_WQ_HOT | _SHMRING_WQ_FENCE)))
 			nw |= _SHMRING_WQ_HOTP; /* wakers fence from now on; M1 below */
 	} while (!atomic_compare_exchange_weak_explicit(&q->waiters, &old, nw, memory_order_seq_cst,
-							memory_order_relaxed));
+							memory_order_acquire));
 
 	if (old & (_SHMRING_WQ_HOT | _SHMRING_WQ_FENCE)) {
 		/* F3: pairs with F2 in _shmring_wake(): every waker fences since HOT was set
