@@ -219,6 +219,13 @@ static inline void _shmring_mp_state(struct _shmring_mpmc_rec *rec, int phase, i
 			return -ECANCELED;                                                         \
 	} while (0)
 
+/*
+ * Most CAS attempts on one entry before calling the ring corrupt. Each failure means the entry
+ * changed, and a position's entry changes only a few times a cycle, so only a peer rewriting it
+ * without end gets near this; without a bound that peer could keep us looping for ever.
+ */
+#define _SHMRING_MP_CAS_TRIES 1024u
+
 /* Bound on the attempts of one enqueue or dequeue; a correct ring needs far fewer. */
 static inline uint64_t _shmring_mp_budget(const struct shmring *r)
 {
@@ -237,8 +244,10 @@ static inline int _shmring_mp_land(struct shmring *r, int q, uint64_t t, uint64_
 	/* A3: pairs with R3/R4 in the dequeue: an emptied entry's index is no longer read. */
 	uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
 
-	for (;;) {
+	for (unsigned tries = 0;; tries++) {
 		uint64_t ei = _SHMRING_MP_IDX(r, e);
+		if (__builtin_expect(tries == _SHMRING_MP_CAS_TRIES, 0))
+			return _shmring_mp_break(r);
 		if (ei != r->m.bot && (ei & ~r->m.claimed) >= r->capacity)
 			return _shmring_mp_break(r);
 		if (_SHMRING_MP_CYC(r, e) >= tc || ei != r->m.bot)
@@ -346,8 +355,10 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 		uint64_t hc = h >> r->m.ishift;
 		/* A2: pairs with R2 in the enqueue: the data of the index we find is visible. */
 		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
-		for (;;) {
+		for (unsigned tries = 0;; tries++) {
 			uint64_t ec = _SHMRING_MP_CYC(r, e), ei = _SHMRING_MP_IDX(r, e);
+			if (__builtin_expect(tries == _SHMRING_MP_CAS_TRIES, 0))
+				return _shmring_mp_break(r);
 			if (ei != r->m.bot && (ei & ~r->m.claimed) >= r->capacity)
 				return _shmring_mp_break(r);
 			if (ec == hc && ei != r->m.bot) {

@@ -194,6 +194,12 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 			return rc;
 	}
 	for (tries = 0; tries < 1024; tries++) {
+		if (__builtin_expect(t & 7, 0)) {
+			/* Only a peer that wrote garbage: our headers would be misaligned atomics
+			 * (a split lock, SIGBUS where the kernel makes those fatal). */
+			_shmring_msg_unclaim(r);
+			return _shmring_msg_break(r);
+		}
 		to_end = cap - (t & r->mask);
 		need = stride <= to_end ? stride : to_end + stride;
 		uint64_t used = t - r->p.head_cache;
