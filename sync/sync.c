@@ -451,7 +451,8 @@ static int slot_alive(uint64_t w)
 /*
  * Claims are per process. A child made by fork() shares its parent's open file descriptions,
  * so it would keep the parent's OFD claims alive after the parent died; the child handler
- * closes its copies (the parent's locks stay), and the child claims for itself if it wants.
+ * closes its copies (the parent's locks stay), forgets its copies of the parent's liveness
+ * slots (anonymous memory), and the child claims for itself if it wants.
  */
 static pthread_mutex_t claims_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct _shmring_sync *claims_head;
@@ -559,6 +560,9 @@ static int claim_role(struct shmring *r, int role)
 			return -EBUSY;
 		s->live_slot[role] = got;
 		s->live_word[role] = me;
+		/* So that a fork child forgets it (claims_child()): closing its copy must not
+		 * free our slot (found in review), and its own claim takes a slot of its own. */
+		claims_link(s);
 	}
 	atomic_store(&lv->seen, 1);
 	return 0;
@@ -620,7 +624,7 @@ static void drop_role(struct shmring *r, int role)
 	}
 	if (s->live_slot[role] >= 0) {
 		uint64_t me = s->live_word[role];
-		/* Only our own claim (a fork child's handles have live_slot -1: claims_child()). */
+		/* Only our own claim: a fork child's copies have live_slot -1 (claims_child()). */
 		atomic_compare_exchange_strong(&s->area->live[role].slot[s->live_slot[role]].word,
 					       &me, 0);
 		s->live_slot[role] = -1;

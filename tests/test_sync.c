@@ -727,3 +727,42 @@ Test(sync, anon_claims_killed_anywhere)
 	shmring_close(c);
 	munmap(ready, 4096);
 }
+
+/*
+ * A fork child's copy of its parent's claim on anonymous memory is not a claim of its own:
+ * closing that copy leaves the parent's claim alone, and the child claims for itself with a
+ * slot of its own, which dies with it. Found in review: the child's close freed the parent's
+ * slot, and consumers got -EPIPE from a live producer.
+ */
+Test(sync, anon_fork_child_and_parent_claims)
+{
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring *r;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	cr_assert_eq(shmring_claim(r, SHMRING_F_PRODUCER), 0);
+	for (int reclaim = 0; reclaim < 2; reclaim++) {
+		_Atomic int *seen =
+		    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		cr_assert_neq(seen, MAP_FAILED);
+		pid_t pid = fork();
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			/* reclaim: claim through the inherited handle, then die holding it */
+			if (reclaim && shmring_claim(r, SHMRING_F_CONSUMER | SHMRING_F_PRODUCER))
+				_exit(2);
+			atomic_store(seen, shmring_peer_alive(r, SHMRING_ROLE_CONSUMER) + 10);
+			if (!reclaim)
+				shmring_close(r);
+			_exit(0);
+		}
+		cr_assert_eq(tu_wait(pid), 0);
+		cr_assert_eq(atomic_load(seen), reclaim ? 11 : 10, "the child's own claim");
+		cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 1,
+			     "the parent still produces (reclaim %d)", reclaim);
+		cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_CONSUMER), 0,
+			     "the child's claim died with it");
+		munmap(seen, 4096);
+	}
+	shmring_close(r);
+}
