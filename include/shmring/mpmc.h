@@ -553,8 +553,8 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
  * position that took none is a gap, as after SCQ's failed attempt, and there are never more
  * such positions than indices still held (SCQ's bound on what dequeuers must cross). The
  * record always names the index being landed and the position it is tried at, exactly as for
- * a single enqueue, so recovery sees no difference; positions still ours when the owner dies
- * are gaps. Each landing moves one index out of the held[] range in the same state store that
+ * a single enqueue (IDLE between two landings), so recovery sees no difference; positions
+ * still ours when the owner dies are gaps. Each landing moves one index out of the held[] range in the same state store that
  * names it. Returns 0, -EPROTO, -ECANCELED.
  */
 static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
@@ -600,6 +600,10 @@ static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec 
 			continue;
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
 		_shmring_mp_reset_threshold(r, q);
+		/* Landed: the record leaves ENQ before the next index's idx and seq overwrite the
+		 * fields that name this one (found in review: recovery of a death between the two
+		 * published the next index twice). */
+		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
 		j++;
 	}
 	_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
