@@ -732,6 +732,12 @@ static inline int shmring_mpmc_pop_burst(struct shmring *r, void *elems, unsigne
  * contention this can say -EAGAIN while n slots are free in total), -EINVAL, -EPROTO. A producer
  * that dies inside it: either none of the n is published (it died before all were written) or
  * recovery publishes all of them.
+ *
+ * Progress: a bulk cannot cross a free-queue position whose slot from the previous cycle is
+ * still being taken (a producer stopped between its fetch-and-add and its claim: preempted,
+ * SIGSTOPped, or dead and not yet recovered) without risking an element, so it says -EAGAIN
+ * until that producer goes on or recovery runs. push and push_burst cross it: only all-or-none
+ * callers wait on a stopped peer.
  */
 static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, unsigned n)
 {
@@ -744,6 +750,11 @@ static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, u
  * them as a single pop would, so a producer still publishing there retries further on),
  * -EINVAL (n > SHMRING_MPMC_BULK_MAX or capacity), -EPROTO. A consumer that dies
  * inside it loses the n elements (never delivered to anyone else).
+ *
+ * Progress: as for push_bulk, a position at head whose previous cycle's element is still being
+ * taken by a stopped consumer (between its fetch-and-add and its claim, or dead and not yet
+ * recovered) makes pop_bulk say -EAGAIN until that consumer goes on or recovery runs; pop and
+ * pop_burst cross it (tested: bulk_waits_behind_a_stopped_taker).
  */
 static inline int shmring_mpmc_pop_bulk(struct shmring *r, void *elems, unsigned n)
 {
