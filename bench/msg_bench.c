@@ -54,22 +54,27 @@ static void pin(int cpu)
 	sched_setaffinity(0, sizeof(s), &s);
 }
 
-/* Waiting for the peer: spin a while, then give the CPU away (the machine may be shared). */
+struct shared {
+	_Atomic int ready, go, stop;
+	uint64_t msgs, ns;
+	_Atomic int err;
+};
+static struct shared *cur; /* this run's, for the children's waits */
+
+/* Waiting for the peer: spin a while, then give the CPU away (the machine may be shared). A
+ * child whose peer gave up (say a send refused the size) leaves instead of waiting for ever. */
 static _Thread_local unsigned spins;
 static inline void relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
-	if (++spins % 256 == 0)
+	if (++spins % 256 == 0) {
+		if (cur && atomic_load_explicit(&cur->err, memory_order_relaxed))
+			_exit(4);
 		sched_yield();
+	}
 }
-
-struct shared {
-	_Atomic int ready, go, stop;
-	uint64_t msgs, ns;
-	int err;
-};
 
 /* One channel: created before fork, used by both children. */
 struct chan {
@@ -87,24 +92,27 @@ struct chan {
 };
 
 /* ---- shmring ---- */
-static int ring_create_kind(struct chan *c, uint32_t kind)
+static int ring_create_kind(struct chan *c, uint32_t kind, uint32_t size)
 {
 	struct shmring_params p = {.kind = kind, .capacity = RING_BYTES};
 	if (shmring_create_anon(&p, &c->r)) {
 		c->why = "shmring_create_anon failed";
 		return -1;
 	}
+	if (size > shmring_msg_max(c->r)) {
+		c->why = "larger than shmring_msg_max() of this ring (a quarter of it)";
+		shmring_close(c->r);
+		return -1;
+	}
 	return 0;
 }
 static int ring_create(struct chan *c, uint32_t size)
 {
-	(void)size;
-	return ring_create_kind(c, SHMRING_MSG);
+	return ring_create_kind(c, SHMRING_MSG, size);
 }
 static int mpsc_create(struct chan *c, uint32_t size)
 {
-	(void)size;
-	return ring_create_kind(c, SHMRING_MSG_MPSC);
+	return ring_create_kind(c, SHMRING_MSG_MPSC, size);
 }
 static int ring_send(struct chan *c, const void *buf, uint32_t size)
 {
@@ -358,6 +366,7 @@ static int run(struct chan *c, uint32_t size, double *msgs_per_s)
 	if (sh == MAP_FAILED)
 		return -1;
 	memset(sh, 0, sizeof(*sh));
+	cur = sh;
 	if (c->create(c, size)) {
 		munmap(sh, sizeof(*sh));
 		return -1;
@@ -424,6 +433,7 @@ static int run(struct chan *c, uint32_t size, double *msgs_per_s)
 	int rc = sh->err || !sh->ns ? -1 : 0;
 	if (!rc)
 		*msgs_per_s = (double)sh->msgs * 1e9 / (double)sh->ns;
+	cur = NULL;
 	munmap(sh, sizeof(*sh));
 	return rc;
 }
