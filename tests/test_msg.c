@@ -921,7 +921,12 @@ Test(msg_dead, random_sigkill, .timeout = 120)
 				} else if (mid || waits > 2000) {
 					k.pid = pids[0];
 					kill(k.pid, SIGKILL);
-					cr_assert_eq(tu_wait(k.pid), 128 + SIGKILL);
+					/* A fast victim may have sent all it had before the
+					 * consumer got this far: then nothing was killed, and
+					 * this round has nothing to recover (the loop runs more
+					 * rounds until one has). */
+					int st = tu_wait(k.pid);
+					cr_assert(st == 128 + SIGKILL || st == 0, "victim: %d", st);
 					alive--;
 					midclaim += mid;
 				}
