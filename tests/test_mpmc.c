@@ -981,7 +981,6 @@ Test(mpmc, review_bulk_scan_does_not_cross_an_older_element)
 
 /* ---- a death at every instruction ---------------------------------------------------------- */
 
-#if defined(__x86_64__)
 /*
  * The hook points are where a test can stop a participant, but a process can die between any
  * two instructions, and a record can be inconsistent between two stores with no hook point in
@@ -990,31 +989,6 @@ Test(mpmc, review_bulk_scan_does_not_cross_an_older_element)
  * flag) from its first hook point on and SIGKILLs itself at its n-th instruction, for every n
  * up to the end of the call (or, where the call is long, for n spread evenly over it).
  */
-static _Atomic long *step; /* [0] instructions so far, [1] die at (0: never), [2] call done */
-
-/* Victims per call: every instruction of the plain builds; a sample under ASan, whose
- * instrumentation triples the instructions and the cost of each fork. */
-#define STEP_CASES 1500
-#if defined(__SANITIZE_ADDRESS__)
-#undef STEP_CASES
-#define STEP_CASES 300
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#undef STEP_CASES
-#define STEP_CASES 300
-#endif
-#endif
-
-static void step_trap(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig;
-	(void)si;
-	(void)uc; /* the kernel clears the trap flag while a handler runs */
-	long n = atomic_fetch_add(&step[0], 1) + 1;
-	if (atomic_load(&step[1]) && n >= atomic_load(&step[1]))
-		kill(getpid(), SIGKILL);
-}
-
 static int hook_step_on(struct shmring *r, int point, int queue, void *arg)
 {
 	static int on; /* per process: each victim is a fresh child */
@@ -1024,7 +998,7 @@ static int hook_step_on(struct shmring *r, int point, int queue, void *arg)
 	(void)arg;
 	if (!on) {
 		on = 1;
-		__asm__ volatile("pushfq; orq $0x100, (%%rsp); popfq" ::: "memory", "cc");
+		tu_step_arm();
 	}
 	return 0;
 }
@@ -1047,34 +1021,32 @@ static long step_case(int op, long die_at)
 	cr_assert_eq(shmring_create_anon(&p, &r), 0);
 	for (uint64_t i = 0; i < 4; i++)
 		cr_assert_eq(shmring_mpmc_push(r, &i), 0);
-	atomic_store(&step[0], 0);
-	atomic_store(&step[1], die_at);
-	atomic_store(&step[2], 0);
+	_Atomic long *slot = tu_step_slots(); /* [0] call done, [1..3] what it popped */
+	tu_step_plan(die_at);
+	atomic_store(&slot[0], 0);
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct shmring *h = mp_attach(r);
 		uint64_t out[3];
-		struct sigaction sa = {.sa_sigaction = step_trap, .sa_flags = SA_SIGINFO};
-		sigaction(SIGTRAP, &sa, NULL);
 		shmring_mpmc_set_hook(h, hook_step_on, NULL);
 		int rc = op == 3   ? (shmring_mpmc_push(h, in) ? -1 : 1)
 			 : op == 2 ? (shmring_mpmc_pop(h, out) ? -1 : 1)
 			 : op	   ? shmring_mpmc_push_bulk(h, in, 3)
 				   : shmring_mpmc_pop_bulk(h, out, 3);
-		__asm__ volatile("pushfq; andq $~0x100, (%%rsp); popfq" ::: "memory", "cc");
-		atomic_store(&step[2], rc == N ? 1 : -1);
+		tu_step_disarm();
+		atomic_store(&slot[0], rc == N ? 1 : -1);
 		for (int i = 0; !push && rc == N && i < N; i++)
-			atomic_store(&step[3 + i], (long)out[i]);
+			atomic_store(&slot[1 + i], (long)out[i]);
 		_exit(0);
 	}
 	int st = tu_wait(pid);
-	long done = atomic_load(&step[2]), ran = atomic_load(&step[0]);
+	long done = atomic_load(&slot[0]), ran = tu_step_ran();
 	cr_assert(st == 0 || st == 128 + SIGKILL, "die_at %ld: exit %d", die_at, st);
 	cr_assert_neq(done, -1, "die_at %ld: the call failed", die_at);
 	if (done == 1 && !push)
 		for (int i = 0; i < N; i++)
-			seen[atomic_load(&step[3 + i])]++;
+			seen[atomic_load(&slot[1 + i])]++;
 	int rec = shmring_mpmc_recover(r);
 	cr_assert_geq(rec, 0, "die_at %ld: recover %d", die_at, rec);
 	int nvictim = 0;
@@ -1097,19 +1069,10 @@ static long step_case(int op, long die_at)
 
 Test(mpmc, death_at_every_instruction, .timeout = 300)
 {
-	step = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(step, MAP_FAILED);
-	for (int op = 0; op < 4; op++) {
-		long total = step_case(op, 0);
-		cr_assert_gt(total, 50, "op %d: only %ld instructions stepped", op, total);
-		long stride = total / STEP_CASES + 1;
-		for (long n = 1; n <= total; n += stride)
-			step_case(op, n);
-		cr_log_info("op %d: killed at every %ld of %ld instructions", op, stride, total);
-	}
-	munmap(step, 4096);
+	if (!tu_step_supported())
+		cr_skip_test("single-stepping is implemented for x86-64 only");
+	cr_assert_gt(tu_step_each(step_case, 4), 50, "too few instructions stepped");
 }
-#endif
 
 /*
  * What a bulk may not cross (see shmring_mpmc_pop_bulk()): a consumer stopped between its

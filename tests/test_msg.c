@@ -1040,3 +1040,93 @@ Test(msg, mpsc_short_commit_never_shows_payload_as_header)
 		shmring_close(prod);
 	}
 }
+
+/*
+ * An MPSC producer killed at every instruction of one call (see tu_step_arm()): a short commit
+ * (reserve 200, commit 100), the same wrapping round the end of the ring (padding first), an
+ * abort, and a copying send of 300. Its first call also takes its claim record. After each death:
+ * recovery, then the consumer gets the victim's message whole or not at all, then a live
+ * producer's message; never -EPROTO, and the ring ends empty and working.
+ */
+static long msg_step_case(int op, long die_at)
+{
+	struct shmring *r = mk(SHMRING_MSG_MPSC, 4096), *live;
+	struct shmring_params e = mparams(SHMRING_MSG_MPSC, 0);
+	unsigned char buf[1024], pay[300];
+	uint32_t type;
+	size_t len;
+	void *base = shmring_base(r, &len);
+	_Atomic long *done = tu_step_slots();
+
+	for (int i = 0; i < 300; i++)
+		pay[i] = (unsigned char)(i * 7 + 1);
+	for (int i = 0; op == 1 && i < 4; i++) { /* the next claim starts 64 bytes before the end */
+		cr_assert_eq(shmring_msg_send(r, buf, 1000, 0), 0);
+		cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), NULL), 1000);
+	}
+	if (op == 1)
+		cr_assert_eq(atomic_load(r->prod_pos), 4096 - 64);
+	tu_step_plan(die_at);
+	atomic_store(done, 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct shmring *h;
+		void *w;
+		int rc;
+		if (shmring_attach(base, len, &e, &h))
+			_exit(2);
+		tu_step_arm();
+		if (op == 3) {
+			rc = shmring_msg_send(h, pay, 300, 7);
+		} else {
+			rc = shmring_msg_reserve(h, 200, &w);
+			if (rc == 0) {
+				memcpy(w, pay, 200);
+				rc = op == 2 ? shmring_msg_abort(h) : shmring_msg_commit(h, 100, 7);
+			}
+		}
+		tu_step_disarm();
+		atomic_store(done, rc == 0 ? 1 : -1);
+		_exit(0);
+	}
+	int st = tu_wait(pid);
+	cr_assert(st == 0 || st == 128 + SIGKILL, "die_at %ld: exit %d", die_at, st);
+	cr_assert_neq(atomic_load(done), -1, "die_at %ld: the call failed", die_at);
+	/* As a consumer does: take what there is, and where it stops, recover. */
+	int victim = 0, rc;
+	for (int round = 0; round < 4; round++) {
+		while ((rc = shmring_msg_recv(r, buf, sizeof(buf), &type)) >= 0) {
+			uint32_t want = op == 3 ? 300 : 100;
+			cr_assert(op != 2, "die_at %ld: an aborted message arrived", die_at);
+			cr_assert_eq((uint32_t)rc, want, "die_at %ld: length %d", die_at, rc);
+			cr_assert_eq(type, 7);
+			cr_assert_eq(memcmp(buf, pay, want), 0, "die_at %ld: payload", die_at);
+			victim++;
+		}
+		cr_assert_eq(rc, -EAGAIN, "die_at %ld: recv %d", die_at, rc);
+		if (shmring_msg_recover(r, shmring_msg_pid_gone, NULL) <= 0)
+			break;
+	}
+	cr_assert_leq(victim, 1);
+	if (atomic_load(done) == 1 && op != 2)
+		cr_assert_eq(victim, 1, "die_at %ld: a committed message was lost", die_at);
+	cr_assert_eq(shmring_attach(base, len, &e, &live), 0);
+	cr_assert_eq(shmring_msg_send(live, "live", 4, 9), 0);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 4, "die_at %ld", die_at);
+	cr_assert_eq(type, 9);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), -EAGAIN);
+	cr_assert_not(shmring_is_broken(r));
+	cr_assert_eq(atomic_load(r->prod_pos), atomic_load(r->cons_pos));
+	shmring_close(live);
+	long ran = tu_step_ran();
+	shmring_close(r);
+	return ran;
+}
+
+Test(msg_dead, death_at_every_instruction, .timeout = 300)
+{
+	if (!tu_step_supported())
+		cr_skip_test("single-stepping is implemented for x86-64 only");
+	cr_assert_gt(tu_step_each(msg_step_case, 4), 50, "too few instructions stepped");
+}

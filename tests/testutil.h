@@ -56,6 +56,28 @@ struct timespec tu_in_ms(uint64_t ms);
  * calls it once every test has ended. Returns how many it removed. */
 int tu_sweep_dead(void);
 
+/*
+ * A death at every instruction (x86-64 only; tu_step_supported() says). The parent calls
+ * tu_step_init() once, tu_step_plan(die_at) before each fork; the child calls tu_step_arm() where
+ * stepping starts, and from there single-steps (trap flag) and SIGKILLs itself at its die_at-th
+ * instruction (0: never), until tu_step_disarm(). tu_step_ran() gives the instructions it
+ * stepped; tu_step_cases() the number of victims worth making per call (fewer under ASan).
+ */
+int tu_step_supported(void);
+void tu_step_init(void);
+void tu_step_plan(long die_at);
+void tu_step_arm(void);
+void tu_step_disarm(void);
+long tu_step_ran(void);
+long tu_step_cases(void);
+/* Spare words shared between the parent and its stepped child (tu_step_init()'s memory). */
+_Atomic long *tu_step_slots(void);
+/* For op = 0..ops-1: one(op, 0) counts the instructions of a call, then one(op, n) kills the
+ * victim at n = 1.. that count (each one, or tu_step_cases() of them spread evenly). one()
+ * makes the victim, checks what it left, and returns tu_step_ran(). Returns the smallest count,
+ * for the caller to check that stepping happened at all. */
+long tu_step_each(long (*one)(int op, long die_at), int ops);
+
 /* Message-ring payloads: byte i of message seq from producer id; a length in 0..max that makes
  * 0 and max frequent; fill and check n bytes (check returns 1 when intact). */
 unsigned char tu_msg_byte(uint32_t id, uint64_t seq, uint32_t i);

@@ -554,8 +554,8 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
  * such positions than indices still held (SCQ's bound on what dequeuers must cross). The
  * record always names the index being landed and the position it is tried at, exactly as for
  * a single enqueue (IDLE between two landings), so recovery sees no difference; positions
- * still ours when the owner dies are gaps. Each landing moves one index out of the held[] range in the same state store that
- * names it. Returns 0, -EPROTO, -ECANCELED.
+ * still ours when the owner dies are gaps. Each landing moves one index out of the held[] range
+ * in the same state store that names it. Returns 0, -EPROTO, -ECANCELED.
  */
 static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
 				    const uint64_t *idx, unsigned k)
