@@ -470,7 +470,10 @@ static void claims_parent(void)
 
 static void claims_child(void)
 {
-	for (struct _shmring_sync *s = claims_head; s; s = s->next) {
+	struct _shmring_sync *next;
+
+	for (struct _shmring_sync *s = claims_head; s; s = next) {
+		next = s->next;
 		for (int i = 0; i < 2; i++) {
 			if (s->lock_fd[i] >= 0)
 				close(s->lock_fd[i]);
@@ -478,6 +481,11 @@ static void claims_child(void)
 			s->live_slot[i] = -1; /* the parent's pid, not ours */
 		}
 		s->roles = 0;
+		/* Unlinked: a claim the child then makes links it again, so that the child's
+		 * own children forget it in turn (found in review: a grandchild's close freed
+		 * the child's claim). */
+		s->next = s->prev = NULL;
+		s->linked = 0;
 	}
 	claims_head = NULL;
 	pthread_mutex_unlock(&claims_mu);
@@ -624,9 +632,12 @@ static void drop_role(struct shmring *r, int role)
 	}
 	if (s->live_slot[role] >= 0) {
 		uint64_t me = s->live_word[role];
-		/* Only our own claim: a fork child's copies have live_slot -1 (claims_child()). */
-		atomic_compare_exchange_strong(&s->area->live[role].slot[s->live_slot[role]].word,
-					       &me, 0);
+		/* Only our own claim: a fork child's copies have live_slot -1 (claims_child()),
+		 * and the pid check covers a fork from another thread between our claim and its
+		 * link. */
+		if ((pid_t)(me & LIVE_PID_MASK) == getpid())
+			atomic_compare_exchange_strong(
+			    &s->area->live[role].slot[s->live_slot[role]].word, &me, 0);
 		s->live_slot[role] = -1;
 	}
 }

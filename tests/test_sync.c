@@ -731,8 +731,8 @@ Test(sync, anon_claims_killed_anywhere)
 /*
  * A fork child's copy of its parent's claim on anonymous memory is not a claim of its own:
  * closing that copy leaves the parent's claim alone, and the child claims for itself with a
- * slot of its own, which dies with it. Found in review: the child's close freed the parent's
- * slot, and consumers got -EPIPE from a live producer.
+ * slot of its own, which dies with it; the same one generation down. Found in review (twice):
+ * the child's close freed the parent's slot, then a grandchild's close freed the child's.
  */
 Test(sync, anon_fork_child_and_parent_claims)
 {
@@ -748,9 +748,19 @@ Test(sync, anon_fork_child_and_parent_claims)
 		pid_t pid = fork();
 		cr_assert_geq(pid, 0);
 		if (pid == 0) {
-			/* reclaim: claim through the inherited handle, then die holding it */
+			/* reclaim: claim through the inherited handle (a grandchild closing its
+			 * copy must leave that alone too), then die holding it */
 			if (reclaim && shmring_claim(r, SHMRING_F_CONSUMER | SHMRING_F_PRODUCER))
 				_exit(2);
+			if (reclaim) {
+				pid_t g = fork();
+				if (g == 0) {
+					shmring_close(r);
+					_exit(0);
+				}
+				if (g < 0 || tu_wait(g) != 0)
+					_exit(3);
+			}
 			atomic_store(seen, shmring_peer_alive(r, SHMRING_ROLE_CONSUMER) + 10);
 			if (!reclaim)
 				shmring_close(r);
