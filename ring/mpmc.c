@@ -445,7 +445,7 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 
 		if ((st & ~STATE_BITS) || q > 1 || rq > 1 || ph > _SHMRING_MP_DEQ_BULK ||
 		    cnt > SHMRING_MPMC_BULK_MAX || dn > cnt ||
-		    rng > SHMRING_MPMC_BULK_MAX + _SHMRING_MP_GAPS)
+		    rng > _SHMRING_MP_SPAN)
 			return -EPROTO;
 		if ((ph == _SHMRING_MP_HOLD || ph == _SHMRING_MP_ENQ_FAA ||
 		     ph == _SHMRING_MP_ENQ) &&

@@ -1110,3 +1110,40 @@ Test(mpmc, bulk_waits_behind_a_stopped_taker)
 	shmring_close(slow.h);
 	shmring_close(r);
 }
+
+/*
+ * A bulk push of 32 dies right after its fetch-and-add on the filled queue's tail: 32 positions
+ * that will never hold anything, between an element before them and one after. Recovery
+ * publishes the dead bulk further on. A bulk pop of 2 must get the two elements within a few
+ * calls: each scan closes at most 16 positions, but crosses the ones closed before. Found in
+ * review: every scan counted the closed positions again, stopped at 16, and pop_bulk said
+ * -EAGAIN for good, with 34 elements in the ring.
+ */
+Test(mpmc, bulk_crosses_a_dead_bulks_positions)
+{
+	enum { CAP = 64, N = 32 };
+	struct shmring *v, *r = ring_with_victim(CAP, &v);
+	uint64_t in[N], out[2], e1 = 1, e2 = 2;
+	for (int i = 0; i < N; i++)
+		in[i] = 100 + (uint64_t)i;
+	cr_assert_eq(shmring_mpmc_push(r, &e1), 0);
+	die_point = SHMRING_MPMC_HOOK_ENQ_POS;
+	die_queue = _SHMRING_MP_AQ;
+	shmring_mpmc_set_hook(v, hook_die, NULL);
+	cr_assert_eq(shmring_mpmc_push_bulk(v, in, N), -ECANCELED);
+	shmring_close(v);
+	cr_assert_eq(shmring_mpmc_push(r, &e2), 0);
+	cr_assert_eq(shmring_mpmc_recover(r), 1);
+	int calls = 0, rc;
+	while ((rc = shmring_mpmc_pop_bulk(r, out, 2)) == -EAGAIN && ++calls < 8)
+		;
+	cr_assert_eq(rc, 2, "pop_bulk still %d after %d calls", rc, calls);
+	cr_assert(out[0] == 1 && out[1] == 2);
+	for (int i = 0; i < N; i += 2) {
+		cr_assert_eq(shmring_mpmc_pop_bulk(r, out, 2), 2);
+		cr_assert(out[0] == in[i] && out[1] == in[i + 1]);
+	}
+	cr_assert_eq(shmring_mpmc_recover(r), 0);
+	assert_capacity(r, CAP, "after", 0);
+	shmring_close(r);
+}

@@ -411,8 +411,10 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 	return _shmring_mp_break(r);
 }
 
-/* Most positions without an element that one bulk scan crosses (see _shmring_mp_deq_n()). */
+/* Most positions without an element that one bulk scan closes, and most positions one scan
+ * covers (see _shmring_mp_deq_n(); the state word's RANGE field holds up to 255). */
 #define _SHMRING_MP_GAPS 16
+#define _SHMRING_MP_SPAN 128
 
 /*
  * Internal: takes k indices at once out of queue q, 1 <= k <= n <= SHMRING_MPMC_BULK_MAX: head
@@ -452,7 +454,7 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 
 		if (h >= (1ull << 62) || t >= (1ull << 62))
 			return _shmring_mp_break(r);
-		while (k < n && h + m < t) {
+		while (k < n && h + m < t && m < _SHMRING_MP_SPAN) {
 			uint64_t p = h + m, pc = p >> r->m.ishift;
 			_Atomic uint64_t *slot = _shmring_mp_slot(r, q, p);
 			/* A2 (bulk): pairs with R2 in the enqueue, as A2 in _shmring_mp_deq(). */
@@ -465,27 +467,35 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 				off[k++] = (unsigned char)m++;
 				continue;
 			}
-			if (ec > pc || (ec == pc && ei != r->m.bot) || gaps == _SHMRING_MP_GAPS ||
-			    atomic_load_explicit(&c->threshold, memory_order_relaxed) < 0)
-				break; /* a newer entry, one being taken, or enough gaps */
-			if (ec < pc) {
-				/* An older cycle's element its slow dequeuer has not taken yet: a
-				 * single dequeuer clears its safe bit, which stops a late enqueuer
-				 * only once head is past p. Ours moves at the CAS below, and in
-				 * between the element may go and an enqueuer land here, behind the
-				 * head we set (found in review: an element lost). Stop instead. */
-				if (ei != r->m.bot)
-					break;
-				uint64_t ne = _shmring_mp_ent(r, pc, _SHMRING_MP_SAFE(r, e), ei);
-				/* R4 (bulk): as R4 in _shmring_mp_deq(): a late enqueuer for p now
-				 * fails, on the cycle, whether head has moved or not. */
-				if (!atomic_compare_exchange_strong_explicit(
-					slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
-					break;
-				atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed);
+			if (ec > pc || (ec == pc && ei != r->m.bot))
+				break; /* a newer entry, or one being taken */
+			if (ec == pc) {
+				/* Closed already (by a dequeuer that passed, or a scan before us
+				 * that paid for it): nothing lands here. Free to cross, so a run of
+				 * dead positions longer than one scan closes (a dead bulk push
+				 * leaves up to 31) holds bulk callers up for a few calls, not for
+				 * good (found in review). */
+				m++;
+				continue;
 			}
-			gaps++; /* closed (by us now, or by whoever passed it): nothing lands here
-				 */
+			if (gaps == _SHMRING_MP_GAPS ||
+			    atomic_load_explicit(&c->threshold, memory_order_relaxed) < 0)
+				break; /* enough closed by this scan */
+			/* An older cycle's element its slow dequeuer has not taken yet: a
+			 * single dequeuer clears its safe bit, which stops a late enqueuer
+			 * only once head is past p. Ours moves at the CAS below, and in
+			 * between the element may go and an enqueuer land here, behind the
+			 * head we set (found in review: an element lost). Stop instead. */
+			if (ei != r->m.bot)
+				break;
+			uint64_t ne = _shmring_mp_ent(r, pc, _SHMRING_MP_SAFE(r, e), ei);
+			/* R4 (bulk): as R4 in _shmring_mp_deq(): a late enqueuer for p now
+			 * fails, on the cycle, whether head has moved or not. */
+			if (!atomic_compare_exchange_strong_explicit(
+				slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
+				break;
+			atomic_fetch_sub_explicit(&c->threshold, 1, memory_order_relaxed);
+			gaps++; /* closed by us now: nothing lands here */
 			m++;
 		}
 		if (k > 0)
@@ -746,8 +756,9 @@ static inline int shmring_mpmc_push_bulk(struct shmring *r, const void *elems, u
 
 /*
  * Consumer. Pops n elements, the next n in the ring, or none. Returns n, -EAGAIN (fewer than n
- * ready in the run it scans from head; it crosses up to 16 positions that hold nothing, closing
- * them as a single pop would, so a producer still publishing there retries further on),
+ * ready in the run it scans from head; it closes up to 16 positions that hold nothing per call,
+ * as a single pop would, so a producer still publishing there retries further on, and crosses
+ * positions closed before, up to 128 in all),
  * -EINVAL (n > SHMRING_MPMC_BULK_MAX or capacity), -EPROTO. A consumer that dies
  * inside it loses the n elements (never delivered to anyone else).
  *
