@@ -444,8 +444,7 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 		int rc;
 
 		if ((st & ~STATE_BITS) || q > 1 || rq > 1 || ph > _SHMRING_MP_DEQ_BULK ||
-		    cnt > SHMRING_MPMC_BULK_MAX || dn > cnt ||
-		    rng > _SHMRING_MP_SPAN)
+		    cnt > SHMRING_MPMC_BULK_MAX || dn > cnt || rng > _SHMRING_MP_SPAN)
 			return -EPROTO;
 		if ((ph == _SHMRING_MP_HOLD || ph == _SHMRING_MP_ENQ_FAA ||
 		     ph == _SHMRING_MP_ENQ) &&
