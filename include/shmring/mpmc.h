@@ -274,6 +274,28 @@ static inline void _shmring_mp_reset_threshold(struct shmring *r, int q)
 }
 
 /*
+ * Internal: one attempt of an enqueue at tail position t, which the caller took: the record
+ * says ENQ at t for idx, then the entry CAS. Returns 1 (landed: the record is IDLE again, with
+ * the bulk fields, before anything overwrites the fields that name idx; found in review: a bulk
+ * that went on to the next index first had recovery publish it twice), 0 (the position is no
+ * use: take another), -EPROTO, -ECANCELED.
+ */
+static inline int _shmring_mp_try_at(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
+				     uint64_t t, uint64_t idx, uint64_t bulk)
+{
+	atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
+	_shmring_mp_state(rec, _SHMRING_MP_ENQ, q, bulk);
+	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
+	int rc = _shmring_mp_land(r, q, t, idx);
+	if (rc <= 0)
+		return rc;
+	_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
+	_shmring_mp_reset_threshold(r, q);
+	_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
+	return 1;
+}
+
+/*
  * Internal: SCQ enqueue of index idx (seq s) into queue q through record rec. Always finds room
  * in a correct ring (only n indices exist for 2n entries). Returns 0, -EPROTO, -ECANCELED.
  */
@@ -293,18 +315,11 @@ static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *r
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_POS, q);
 		if (t >= (1ull << 62))
 			return _shmring_mp_break(r);
-		atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
-		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q, bulk);
-		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
-		int rc = _shmring_mp_land(r, q, t, idx);
+		int rc = _shmring_mp_try_at(r, rec, q, t, idx, bulk);
 		if (rc < 0)
 			return rc;
-		if (rc == 0)
-			continue;
-		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
-		_shmring_mp_reset_threshold(r, q);
-		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
-		return 0;
+		if (rc == 1)
+			return 0;
 	}
 	return _shmring_mp_break(r);
 }
@@ -600,21 +615,10 @@ static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec 
 				return _shmring_mp_break(r);
 			end = t + (k - j);
 		}
-		atomic_store_explicit(&rec->pos, t, memory_order_relaxed);
-		_shmring_mp_state(rec, _SHMRING_MP_ENQ, q, bulk);
-		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_CAS, q);
-		int rc = _shmring_mp_land(r, q, t++, x);
+		int rc = _shmring_mp_try_at(r, rec, q, t++, x, bulk);
 		if (rc < 0)
 			return rc;
-		if (rc == 0)
-			continue;
-		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_DONE, q);
-		_shmring_mp_reset_threshold(r, q);
-		/* Landed: the record leaves ENQ before the next index's idx and seq overwrite the
-		 * fields that name this one (found in review: recovery of a death between the two
-		 * published the next index twice). */
-		_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, bulk);
-		j++;
+		j += (unsigned)rc;
 	}
 	_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
 	return 0;
