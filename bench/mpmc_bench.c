@@ -15,6 +15,14 @@
  * interleave every contender of every configuration; the table gives the median over rounds,
  * with min-max, and the ratio of shmring's median to the best peer's median.
  *
+ * Two idle policies, each for every configuration: a participant whose push finds the ring full
+ * or whose pop finds it empty either yields its CPU (sched_yield) or busy-polls (a pause and
+ * straight back, as latency-sensitive programs wait). Yielding hands the CPU to the
+ * participant pinned beside it at once, so a participant is rarely preempted in the middle
+ * of an operation. Busy-polling keeps every participant running until the scheduler takes the
+ * CPU away at an arbitrary instruction: that is the case where a design that blocks leaves
+ * every later participant waiting for a preempted one.
+ *
  * Every element carries (producer, counter); each consumer checks that every producer's
  * counters arrive in increasing order and that no value is invented. A run that fails the
  * check is reported as FAILED, never averaged in.
@@ -55,7 +63,20 @@ static struct shared *sh;
 static struct shmring *ring; /* creator's handle (anonymous memory); each participant attaches */
 static enum kind cur;
 static unsigned burst;
-static int use_threads, ncpu;
+static int use_threads, ncpu, spin_idle;
+
+/* After a push that found the ring full or a pop that found it empty (see the idle policies
+ * above). */
+static inline void idle(void)
+{
+	if (!spin_idle) {
+		sched_yield();
+		return;
+	}
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
 
 static void pin(int i)
 {
@@ -121,7 +142,7 @@ static void producer(int id)
 		if (got > 0)
 			c += (uint64_t)got;
 		else
-			sched_yield();
+			idle();
 	}
 	if (h)
 		shmring_close(h);
@@ -156,7 +177,7 @@ static void consumer(void)
 				buf[k] = (uint64_t)(uintptr_t)pb[k];
 		}
 		if (got <= 0) {
-			sched_yield();
+			idle();
 			continue;
 		}
 		for (int k = 0; k < got; k++) {
@@ -317,18 +338,24 @@ int main(int argc, char **argv)
 	struct cfg {
 		int np, nc, threads;
 		unsigned b;
-	} all[] = {{1, 1, 0, 1}, {1, 1, 0, 32}, {2, 2, 0, 1}, {2, 2, 0, 32},
-		   {4, 4, 0, 1}, {4, 4, 0, 32}, {4, 4, 1, 1}, {4, 4, 1, 32}},
-	  few[] = {{1, 1, 0, 1}, {1, 1, 0, 32}, {4, 4, 1, 1}, {4, 4, 1, 32}};
+		int spin;
+	} all[] = {{1, 1, 0, 1, 0}, {1, 1, 0, 32, 0}, {2, 2, 0, 1, 0}, {2, 2, 0, 32, 0},
+		   {4, 4, 0, 1, 0}, {4, 4, 0, 32, 0}, {4, 4, 1, 1, 0}, {4, 4, 1, 32, 0},
+		   {1, 1, 0, 1, 1}, {1, 1, 0, 32, 1}, {2, 2, 0, 1, 1}, {2, 2, 0, 32, 1},
+		   {4, 4, 0, 1, 1}, {4, 4, 0, 32, 1}, {4, 4, 1, 1, 1}, {4, 4, 1, 32, 1}},
+	  few[] = {{1, 1, 0, 1, 0},  {1, 1, 0, 32, 0}, {4, 4, 1, 1, 0},
+		   {4, 4, 1, 32, 0}, {4, 4, 1, 1, 1},  {4, 4, 1, 32, 1}};
+	enum { NALL = sizeof(all) / sizeof(all[0]), NFEW = sizeof(few) / sizeof(few[0]) };
 	struct cfg *cfg = quick ? few : all;
-	int ncfg = quick ? 4 : 8;
-	static double res[8][K_N][99];
+	int ncfg = quick ? NFEW : NALL;
+	static double res[NALL][K_N][99];
 
 	fprintf(stderr, "mpmc_bench: %d configurations x %d contenders x %d rounds of %.0f ms\n",
 		ncfg, K_N, rounds, window * 1000);
 	for (int rd = 0; rd < rounds; rd++) {
 		for (int c = 0; c < ncfg; c++) {
 			use_threads = cfg[c].threads;
+			spin_idle = cfg[c].spin;
 			for (int k = 0; k < K_N; k++) {
 				/* Rotate the order within a round so that no contender always runs
 				 * right after the same one. */
@@ -342,17 +369,20 @@ int main(int argc, char **argv)
 	fprintf(stderr, "\n");
 	printf("MPMC throughput, million elements/s: median [min-max] of %d rounds of %.0f ms; "
 	       "%d CPUs; capacity %u; 8-byte elements;\nparticipant i pinned to CPU i mod %d; "
-	       "procs = separate processes on MAP_SHARED memory, threads = one process\n",
+	       "procs = separate processes on MAP_SHARED memory, threads = one process;\n"
+	       "idle: what a participant does when the ring is full or empty (yield the CPU, or "
+	       "spin on a pause)\n",
 	       rounds, window * 1000, ncpu, CAP, ncpu);
-	printf("%-18s", "P/C, kind, burst");
+	printf("%-24s", "P/C, kind, burst, idle");
 	for (int k = 0; k < K_N; k++)
 		printf(" %21s", kname[k]);
 	printf("  shmring/best peer\n");
 	for (int c = 0; c < ncfg; c++) {
 		char name[40];
-		snprintf(name, sizeof(name), "%d/%d %s b=%u", cfg[c].np, cfg[c].nc,
-			 cfg[c].threads ? "threads" : "procs", cfg[c].b);
-		printf("%-18s", name);
+		snprintf(name, sizeof(name), "%d/%d %s b=%u %s", cfg[c].np, cfg[c].nc,
+			 cfg[c].threads ? "threads" : "procs", cfg[c].b,
+			 cfg[c].spin ? "spin" : "yield");
+		printf("%-24s", name);
 		double med[K_N], peer = 0;
 		for (int k = 0; k < K_N; k++) {
 			double v[99];
