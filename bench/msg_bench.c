@@ -10,7 +10,8 @@
  * ring that moves those bytes between the same two CPUs). Rounds interleave every channel,
  * with the order rotated; each cell is the median over rounds, with min-max.
  *
- * Usage: msg_bench [seconds per run, default 0.3] [rounds, default 5]. Prints a table.
+ * Usage: msg_bench [seconds per run, default 0.3] [rounds, default 5] [sizes, comma-separated,
+ * default 64,1024,4096,65536]. Prints a table.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -477,7 +478,8 @@ static double median(double *v, int n, double *lo, double *hi)
 
 int main(int argc, char **argv)
 {
-	static const uint32_t sizes[] = {64, 1024, 4096, 65536};
+	uint32_t sizes[8] = {64, 1024, 4096, 65536};
+	unsigned nsizes = 4;
 	struct chan chans[] = {
 	    {.name = "shmring msg", ring_create, ring_send, ring_recv, ring_destroy},
 	    {.name = "shmring msg 0-copy", ring_create, zc_send, zc_recv, ring_destroy},
@@ -497,6 +499,17 @@ int main(int argc, char **argv)
 		rounds = atoi(argv[2]);
 	if (rounds < 1 || rounds > MAXROUNDS)
 		rounds = 5;
+	if (argc > 3) { /* sizes to run, comma-separated, instead of the four above */
+		char *s = argv[3], *end;
+		for (nsizes = 0; nsizes < 8 && *s; s = *end ? end + 1 : end) {
+			unsigned long v = strtoul(s, &end, 0);
+			if (end == s || v == 0 || v > (1u << 24)) {
+				fprintf(stderr, "msg_bench: bad size list '%s'\n", argv[3]);
+				return 2;
+			}
+			sizes[nsizes++] = (uint32_t)v;
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 	printf("msg_bench: %d interleaved rounds of %.2f s per channel, ring %u KiB, producer on "
 	       "CPU 0, consumer on CPU 1.\nmedian [min-max]; 'of memcpy': of one core's memcpy "
@@ -505,7 +518,7 @@ int main(int argc, char **argv)
 	       "rounds of each run divided by a run of the cross-core floor just before it\n(a "
 	       "minimal hand-rolled ring, same copies)\n",
 	       rounds, run_s, RING_BYTES >> 10);
-	for (unsigned si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+	for (unsigned si = 0; si < nsizes; si++) {
 		uint32_t size = sizes[si];
 		static double rate[NCH][MAXROUNDS], fl[MAXROUNDS], pair[XF][MAXROUNDS];
 		int nr[NCH] = {0}, np[XF] = {0};
