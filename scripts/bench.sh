@@ -37,7 +37,8 @@ mkdir -p bench/results
 build-bench/bench/shmring_bench --out bench/results "$@"
 
 # MPMC scaling and oversubscription (1/1, 2/2, 4/4 processes and 8 threads on this machine's
-# CPUs) against rte_ring and ck_ring: its own executable, built only when both peers are there.
+# CPUs, each with participants that yield or busy-poll when idle) against rte_ring and ck_ring:
+# its own executable, built only when both peers are there.
 quick=0 only= prev=
 for a in "$@"; do
 	case $a in --quick) quick=1 ;; --only=*) only=${a#--only=} ;; esac
