@@ -11,7 +11,10 @@
  * with the order rotated; each cell is the median over rounds, with min-max.
  *
  * Usage: msg_bench [seconds per run, default 0.3] [rounds, default 5] [sizes, comma-separated,
- * default 64,1024,4096,65536]. Prints a table.
+ * default 64,1024,4096,65536]. Prints a table. With MSG_BENCH_TRACE set in the environment, the
+ * consumer of each shared-memory channel also prints, every 2^18 messages, the rate over them
+ * and how much is in flight: throughput here follows whether the consumer runs right behind the
+ * producer (little in flight) or far behind it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +42,7 @@
 #define END_SEQ UINT64_MAX
 
 static double run_s = 0.3;
+static int trace; /* MSG_BENCH_TRACE set: the consumer prints a sample every 2^18 messages */
 
 static uint64_t now_ns(void)
 {
@@ -84,6 +88,7 @@ struct chan {
 	int (*send)(struct chan *c, const void *buf, uint32_t size);
 	int (*recv)(struct chan *c, void *buf, uint32_t size); /* bytes, or -1 */
 	void (*destroy)(struct chan *c);
+	uint64_t (*lag)(struct chan *c); /* bytes sent and not yet received; NULL if unknown */
 	const char *why;
 	struct shmring *r;
 	mqd_t mq;
@@ -158,6 +163,11 @@ static void ring_destroy(struct chan *c)
 {
 	shmring_close(c->r);
 }
+/* Read by the consumer, for MSG_BENCH_TRACE: its own position against the producer's. */
+static uint64_t ring_lag(struct chan *c)
+{
+	return atomic_load_explicit(c->r->prod_pos, memory_order_relaxed) - c->r->c.head;
+}
 
 /* ---- the cross-core floor ----
  * The least any ring can do to move size-byte messages from one pinned core to another: a
@@ -215,6 +225,11 @@ static int xf_recv(struct chan *c, void *buf, uint32_t size)
 	xf->c_head = h + 1;
 	atomic_store_explicit(&xf->head, h + 1, memory_order_release);
 	return (int)size;
+}
+static uint64_t xf_lag(struct chan *c)
+{
+	(void)c;
+	return (atomic_load_explicit(&xf->tail, memory_order_relaxed) - xf->c_head) * xf->stride;
 }
 static void xf_destroy(struct chan *c)
 {
@@ -401,7 +416,7 @@ static int run(struct chan *c, uint32_t size, double *msgs_per_s)
 		atomic_fetch_add(&sh->ready, 1);
 		while (!atomic_load(&sh->go))
 			relax();
-		uint64_t t0 = now_ns(), t1 = t0, end = t0 + (uint64_t)(run_s * 1e9);
+		uint64_t t0 = now_ns(), t1 = t0, ts = t0, end = t0 + (uint64_t)(run_s * 1e9);
 		for (;;) {
 			if (c->recv(c, buf, size) != (int)size) {
 				sh->err = 2;
@@ -415,6 +430,14 @@ static int run(struct chan *c, uint32_t size, double *msgs_per_s)
 				break;
 			}
 			want++;
+			if (trace && c->lag && (want & 0x3ffff) == 0) {
+				uint64_t tn = now_ns();
+				fprintf(stderr,
+					"trace %u B %s: %.2f M msgs/s, %llu KiB in flight\n", size,
+					c->name, 262144e3 / (double)(tn - ts),
+					(unsigned long long)(c->lag(c) >> 10));
+				ts = tn;
+			}
 			if (!atomic_load_explicit(&sh->stop, memory_order_relaxed) &&
 			    (want & 15) == 0 && (t1 = now_ns()) >= end) {
 				sh->msgs = want;
@@ -481,10 +504,10 @@ int main(int argc, char **argv)
 	uint32_t sizes[8] = {64, 1024, 4096, 65536};
 	unsigned nsizes = 4;
 	struct chan chans[] = {
-	    {.name = "shmring msg", ring_create, ring_send, ring_recv, ring_destroy},
-	    {.name = "shmring msg 0-copy", ring_create, zc_send, zc_recv, ring_destroy},
-	    {.name = "shmring msg mpsc", mpsc_create, ring_send, ring_recv, ring_destroy},
-	    {.name = "x-core floor", xf_create, xf_send, xf_recv, xf_destroy},
+	    {.name = "shmring msg", ring_create, ring_send, ring_recv, ring_destroy, ring_lag},
+	    {.name = "shmring msg 0-copy", ring_create, zc_send, zc_recv, ring_destroy, ring_lag},
+	    {.name = "shmring msg mpsc", mpsc_create, ring_send, ring_recv, ring_destroy, ring_lag},
+	    {.name = "x-core floor", xf_create, xf_send, xf_recv, xf_destroy, xf_lag},
 	    {.name = "posix mq", mq_create, mq_send_, mq_recv_, mq_destroy},
 	    {.name = "sysv msg", sv_create, sv_send, sv_recv, sv_destroy},
 	    {.name = "pipe", pipe_create, fd_send, pipe_recv, fd_destroy},
@@ -511,6 +534,7 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
+	trace = getenv("MSG_BENCH_TRACE") != NULL;
 	printf("msg_bench: %d interleaved rounds of %.2f s per channel, ring %u KiB, producer on "
 	       "CPU 0, consumer on CPU 1.\nmedian [min-max]; 'of memcpy': of one core's memcpy "
 	       "bandwidth at the ring's size (median of the rounds);\n'of x-core': median "
