@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -365,9 +366,15 @@ int shmring_open(const char *name, const struct shmring_params *expect, struct s
 
 int shmring_unlink(const char *name)
 {
+	char path[NAME_MAX + 16];
+
 	if (!valid_shm_name(name))
 		return -EINVAL;
-	return shm_unlink(name) == 0 ? 0 : -errno;
+	int rc = shm_unlink(name) == 0 ? 0 : -errno;
+	/* glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits beside them. */
+	if ((size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) < sizeof(path))
+		_shmring_event_unlink(path);
+	return rc;
 }
 
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out)
@@ -405,7 +412,9 @@ int shmring_unlink_file(const char *path)
 {
 	if (!path || !*path)
 		return -EINVAL;
-	return unlink(path) == 0 ? 0 : -errno;
+	int rc = unlink(path) == 0 ? 0 : -errno;
+	_shmring_event_unlink(path);
+	return rc;
 }
 
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out)

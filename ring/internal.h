@@ -71,6 +71,9 @@ void _shmring_mpmc_handle_fini(struct shmring *r);
 /* sync/: per-handle sleep/wake state (sync/sync.h). */
 int _shmring_sync_handle_init(struct shmring *r, uint32_t hflags);
 void _shmring_sync_handle_fini(struct shmring *r);
+/* sync/: removes the event FIFO of the segment at seg_path, if there is one
+ * (shmring_event_fd()); called when the segment's name is removed. */
+void _shmring_event_unlink(const char *seg_path);
 /* sync/: after a public opener made *out (rc == 0), claims the roles in flags; on failure
  * closes *out. Returns rc or the claim's error. */
 int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);

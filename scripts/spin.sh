@@ -3,9 +3,11 @@
 #  - sync/handshake.pml (barriers, one sleeper): the real protocol (membarrier, M1) and its
 #    fallback (fences F2/F3) must verify: no assertion violated, no invalid end state (a waiter
 #    asleep forever = lost wake-up/deadlock); a mutant with no barrier at all must FAIL, which
-#    shows the model can see the bug;
+#    shows the model can see the bug, and so must the first cool() (-DOLDCOOL), which cleared
+#    hot mode under a registered sleeper;
 #  - sync/sseq.pml (the wake skip, two sleepers): must verify, and the old registration that
-#    read seq once (-DSTALE) must FAIL.
+#    read seq once (-DSTALE) must FAIL; on the semaphore back-end (-DSEM) there is no skip and
+#    it must verify, and with the skip (-DSEMSKIP) FAIL.
 # Exits non-zero on any error. Quick (well under a second).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,5 +38,8 @@ check() { # model, name, expected (pass|fail), spin defines...
 check handshake membarrier pass
 check handshake fence-fallback pass -DFENCE
 check handshake no-barrier-mutant fail -DBROKEN
+check handshake old-cooling-mutant fail -DOLDCOOL
 check sseq two-sleepers pass
 check sseq stale-seq-mutant fail -DSTALE
+check sseq semaphore pass -DSEM
+check sseq semaphore-skip-mutant fail -DSEM -DSEMSKIP

@@ -13,8 +13,8 @@
  *   if old had HOT: F3 (its own RMW is already a full barrier in TSO)
  *   else: M1 = membarrier (the waker's CPU drains its buffer), then set HOT;
  *   re-check pos; FUTEX_WAIT(seq, s) (atomic compare-and-sleep); count--.
- *   A wait that did not sleep may clear HOT (cooling), and so may any other process, at any
- *   time: modelled as a free choice.
+ *   A wait that did not sleep may clear HOT and HOTP (cooling) while no sleeper is registered,
+ *   and so may another handle of the same queue at any time (process cooler).
  * The store buffer drains at any moment on its own; a dead process's buffer drains too.
  * Either side may die at any step. The waiter's slice timeout is only enabled once the waker
  * is dead (liveness), so the model proves that while the waker lives no wake-up relies on the
@@ -23,6 +23,7 @@
  * -DFENCE:  no membarrier anywhere (FENCE bit): wakers always fence (F2), waiters fence (F3).
  * -DBROKEN: no barrier at all: spin must find the lost wake-up (scripts/spin.sh checks that it
  *           does, so the model is known to be able to fail).
+ * -DOLDCOOL: cooling that ignores registered sleepers: spin must find the lost wake-up too.
  */
 
 byte pos = 0;	   /* published position (memory) */
@@ -41,6 +42,28 @@ bit epipe = 0;
 
 inline drain() {
 	atomic { if :: buf -> pos = buf; buf = 0 :: else -> skip fi }
+}
+
+/* cool() in sync/sync.c: HOT and HOTP go only while no sleeper is registered (CAS on the
+ * waiters word). -DOLDCOOL: the unconditional clear of the first version, which spin shows
+ * losing a wake-up once another handle cools during a registration. */
+inline cool() {
+#ifdef OLDCOOL
+	atomic { hot = 0; hotp = 0 }
+#else
+	atomic { if :: count == 0 -> hot = 0; hotp = 0 :: else -> skip fi }
+#endif
+}
+
+/* Another handle of the same queue (MPMC consumers, MPSC producers) whose waits do not sleep:
+ * it cools at any moment, twice (bounded, so that a stuck waiter is an end state spin sees). */
+active proctype cooler()
+{
+	byte n = 0;
+	do
+	:: n < 2 -> cool(); n++
+	:: n >= 2 -> break
+	od
 }
 
 active proctype storebuffer()
@@ -135,8 +158,8 @@ active proctype waiter()
 			if :: true :: true -> goto dead fi
 		od;
 		if :: epipe -> break :: else -> skip fi;
-		/* cooling: a wait that did not sleep (or any other process) may clear HOT */
-		if :: !slept -> atomic { hot = 0; hotp = 0 } :: true -> skip fi;
+		/* cooling: a wait that did not sleep may clear HOT, while no one is registered */
+		if :: !slept -> cool() :: true -> skip fi;
 		k++
 	od;
 	/* pipe semantics: what the waker published is never missed, even if it then died; EOF

@@ -16,6 +16,10 @@
  * the data there). The fix reads seq in every attempt, between its load of the word and its
  * CAS: a CAS that lands on a newer registration has read at least that registrant's seq.
  *
+ * -DSEM: the semaphore back-end, whose sleepers take a token and compare no seq. A stale
+ * registrant there sleeps on, so the skip is off on that back-end (found in review); with
+ * -DSEMSKIP (the skip kept) spin must find the lost wake-up.
+ *
  * Sleeper A waits for positions 1 and 2, sleeper B for position 1 only (so after its stale
  * registration it leaves without registering again), and the waker publishes 1, then 2.
  */
@@ -26,6 +30,7 @@ byte count = 0;	  /* waiters word: registered sleepers */
 byte sseq = 0;	  /* waiters word: the seq the last registrant read */
 byte version = 0; /* waiters word: changes with every write (what a CAS compares) */
 bit asleep[2];
+byte sem = 0; /* -DSEM: tokens of the POSIX semaphore back-end */
 
 active proctype waker()
 {
@@ -33,12 +38,24 @@ active proctype waker()
 	do
 	:: k <= 2 ->
 		pos = k;
+#if defined(SEM) && !defined(SEMSKIP)
+		if
+		:: count > 0 -> seq++; sem = sem + count /* wake_q(): a post per sleeper, no skip */
+		:: else -> skip
+		fi;
+#elif defined(SEM)
+		if
+		:: count > 0 && seq == sseq -> seq++; sem = sem + count
+		:: else -> skip
+		fi;
+#else
 		if
 		:: count > 0 && seq == sseq ->
 			seq++; /* R3 */
 			asleep[0] = 0; asleep[1] = 0 /* FUTEX_WAKE: all */
 		:: else -> skip /* nobody, or seq moved since the last registrant read it */
 		fi;
+#endif
 		k++
 	:: k > 2 -> break
 	od
@@ -72,8 +89,12 @@ proctype sleeper(bit me; byte last)
 			:: pos >= k -> atomic { count--; version++ }; break
 			:: else -> skip
 			fi;
+#ifdef SEM
+			atomic { sem > 0 -> sem-- }; /* sem_clockwait: any token, seq not compared */
+#else
 			atomic { if :: seq == s -> asleep[me] = 1 :: else -> skip fi }; /* FUTEX_WAIT */
 			(!asleep[me]); /* a lost wake-up leaves this blocked: an invalid end state */
+#endif
 			atomic { count--; version++ }
 		od;
 		k++

@@ -80,9 +80,20 @@ int _shmring_ts_before(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+/* A normalised time in ns; 0 before the epoch of the clock, saturated far in the future. */
 static uint64_t ts_ns(const struct timespec *t)
 {
+	if (t->tv_sec < 0)
+		return 0;
+	if ((uint64_t)t->tv_sec >= UINT64_MAX / 1000000000ull - 1)
+		return UINT64_MAX;
 	return (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_nsec;
+}
+
+/* A deadline the blocking calls accept: none, or one with tv_nsec in [0, 1e9). */
+static int deadline_ok(const struct timespec *d)
+{
+	return !d || (d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
 }
 
 static uint64_t now_ns(void)
@@ -240,8 +251,13 @@ static void wake_q(struct shmring *r, struct _shmring_wq *q, uint32_t v, int for
 	/* A4: pairs with the seq_cst registration RMW in _shmring_wq_register(), which follows
 	 * the registrant's read of seq: we read that seq or a later one. */
 	uint32_t s = atomic_load_explicit(&q->seq, memory_order_acquire);
-	if (!force && (s & 0xffffu) != (v & _SHMRING_WQ_SSEQ) >> _SHMRING_WQ_SSEQ_SHIFT)
-		return; /* seq moved since the last registrant read it: all of them are awake */
+	/* seq moved since the last registrant read it: all of them are awake, because a futex
+	 * sleeper whose seq is stale returns at once. A semaphore sleeper compares nothing, and
+	 * one that registered with the old seq sleeps on (found in review: up to a slice late),
+	 * so on that back-end every wake posts. */
+	if (!force && !r->sync->sem &&
+	    (s & 0xffffu) != (v & _SHMRING_WQ_SSEQ) >> _SHMRING_WQ_SSEQ_SHIFT)
+		return;
 	/* R3: pairs with A3 in _shmring_wq_register(): a waiter that reads the new seq also
 	 * sees the position published before it. */
 	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
@@ -496,10 +512,9 @@ static void claims_init(void)
 	pthread_atfork(claims_prepare, claims_parent, claims_child);
 }
 
+/* With claims_mu held. */
 static void claims_link(struct _shmring_sync *s)
 {
-	pthread_once(&claims_once, claims_init);
-	pthread_mutex_lock(&claims_mu);
 	if (!s->linked) {
 		s->next = claims_head;
 		s->prev = NULL;
@@ -508,7 +523,6 @@ static void claims_link(struct _shmring_sync *s)
 		claims_head = s;
 		s->linked = 1;
 	}
-	pthread_mutex_unlock(&claims_mu);
 }
 
 static void claims_unlink(struct _shmring_sync *s)
@@ -526,7 +540,23 @@ static void claims_unlink(struct _shmring_sync *s)
 	pthread_mutex_unlock(&claims_mu);
 }
 
+static int claim_role_locked(struct shmring *r, int role);
+
+/*
+ * Takes the role's claim and links the handle, all under claims_mu: a fork from another thread
+ * between the claim and the link would leave the child a copy that claims_child() cannot see,
+ * holding the parent's claim for as long as the child lives (found in review).
+ */
 static int claim_role(struct shmring *r, int role)
+{
+	pthread_once(&claims_once, claims_init);
+	pthread_mutex_lock(&claims_mu);
+	int rc = claim_role_locked(r, role);
+	pthread_mutex_unlock(&claims_mu);
+	return rc;
+}
+
+static int claim_role_locked(struct shmring *r, int role)
 {
 	struct _shmring_sync *s = r->sync;
 	struct _shmring_live *lv = &s->area->live[role];
@@ -606,6 +636,8 @@ int shmring_peer_alive(struct shmring *r, int role)
 	return _shmring_role_alive(r, role);
 }
 
+static void drop_role(struct shmring *r, int role);
+
 int shmring_claim(struct shmring *r, uint32_t role_flags)
 {
 	int rc = 0;
@@ -615,8 +647,14 @@ int shmring_claim(struct shmring *r, uint32_t role_flags)
 	mb_register(); /* a child after fork() registers for itself */
 	if (role_flags & SHMRING_F_PRODUCER)
 		rc = claim_role(r, _SHMRING_ROLE_PROD);
-	if (!rc && (role_flags & SHMRING_F_CONSUMER))
+	if (!rc && (role_flags & SHMRING_F_CONSUMER)) {
 		rc = claim_role(r, _SHMRING_ROLE_CONS);
+		/* All or nothing: a producer claim made by this call goes again (found in
+		 * review: it stayed, read alive, and nothing would drop it). */
+		if (rc && (role_flags & SHMRING_F_PRODUCER) &&
+		    !(r->sync->roles & SHMRING_F_PRODUCER))
+			drop_role(r, _SHMRING_ROLE_PROD);
+	}
 	if (!rc)
 		r->sync->roles |= (int)role_flags;
 	return rc;
@@ -686,12 +724,11 @@ void _shmring_sync_handle_fini(struct shmring *r)
 		_shmring_wq_wake(r, _SHMRING_DIR_DATA, 1);
 	if (had & SHMRING_F_CONSUMER)
 		_shmring_wq_wake(r, _SHMRING_DIR_SPACE, 1);
-	if (s->fifo_fd >= 0) {
-		char path[PATH_MAX];
-		if (fifo_path(r, path, sizeof(path)) == 0)
-			unlink(path);
+	/* The FIFO's name stays: it belongs to the segment's name, and goes with it in
+	 * shmring_unlink() (found in review: unlinked here, a fork child's close or a consumer
+	 * that restarted left producers writing into a FIFO nobody would open again). */
+	if (s->fifo_fd >= 0)
 		close(s->fifo_fd);
-	}
 	if (s->fifo_wfd >= 0)
 		close(s->fifo_wfd);
 	free(s);
@@ -715,17 +752,30 @@ int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out)
 /* ---- the wait loop ----------------------------------------------------------------------------
  */
 
-/* A wait that did not sleep: leave hot mode if this handle has not slept for a second. */
+/*
+ * A wait that did not sleep: leave hot mode if this handle has not slept for a second, and only
+ * while nobody is registered. Another handle of the same queue (MPMC, MPSC) may be between its
+ * registration, which found HOT and so skipped M1, and its sleep: clearing HOT then lets wakers
+ * skip F2 against a sleeper that relied on it (found in review; sync/handshake.pml -DOLDCOOL is
+ * the old unconditional clear, and spin finds the lost wake-up). With no one registered, the
+ * next registrant finds HOT clear and does M1 itself.
+ */
 static int cool(struct shmring *r, int dir, int rc)
 {
 	struct _shmring_wq *q = &r->sync->area->wq[dir];
+	uint32_t v = atomic_load_explicit(&q->waiters, memory_order_relaxed);
 
-	if (__builtin_expect(atomic_load_explicit(&q->waiters, memory_order_relaxed) &
-				 (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
-			     0) &&
-	    now_ns() - r->sync->last_sleep_ns > 1000000000ull)
-		atomic_fetch_and_explicit(&q->waiters, ~(_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
-					  memory_order_relaxed);
+	if (__builtin_expect(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0) &&
+	    now_ns() - r->sync->last_sleep_ns > 1000000000ull) {
+		/* Bounded: a peer rewriting the word without end must not keep us here. */
+		for (int i = 0; i < 4 && !(v & _SHMRING_WQ_COUNT) &&
+				(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP));
+		     i++)
+			if (atomic_compare_exchange_weak_explicit(
+				&q->waiters, &v, v & ~(_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
+				memory_order_relaxed, memory_order_relaxed))
+				break;
+	}
 	return rc;
 }
 
@@ -737,6 +787,8 @@ int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, vo
 	uint64_t dl = deadline ? ts_ns(deadline) : UINT64_MAX;
 	int rc;
 
+	if (!deadline_ok(deadline))
+		return -EINVAL;
 	/* Spin: the pause instruction, checking the clock every 64 rounds. */
 	if (s->pol.spin_ns) {
 		uint64_t end = now_ns() + s->pol.spin_ns;
@@ -814,6 +866,8 @@ int _shmring_wait_slice(struct shmring *r, int dir, int (*ready)(struct shmring 
 {
 	struct timespec now, until;
 
+	if (!deadline_ok(deadline))
+		return -EINVAL;
 	_shmring_now(&now);
 	uint64_t ns = (uint64_t)now.tv_nsec + (uint64_t)r->sync->pol.slice_ms * 1000000ull;
 	until.tv_sec = now.tv_sec + (time_t)(ns / 1000000000ull);
@@ -848,6 +902,30 @@ static int fifo_path(struct shmring *r, char *out, size_t n)
 	return 0;
 }
 
+/* Opens the FIFO at path for reading and writing, and only a FIFO: whoever can write the
+ * directory may have put anything there. Returns the fd or -errno. */
+static int fifo_open(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+		close(fd);
+		return -EEXIST;
+	}
+	return fd;
+}
+
+void _shmring_event_unlink(const char *seg_path)
+{
+	char path[PATH_MAX];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s.ev", seg_path) < sizeof(path))
+		unlink(path);
+}
+
 static void event_fire(struct shmring *r)
 {
 	struct _shmring_sync *s = r->sync;
@@ -856,9 +934,13 @@ static void event_fire(struct shmring *r)
 		char path[PATH_MAX];
 		if (fifo_path(r, path, sizeof(path)) != 0)
 			return;
-		s->fifo_wfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-		if (s->fifo_wfd < 0)
+		/* O_RDWR: we hold a read end too, so a write never meets a FIFO without readers,
+		 * which raises SIGPIPE and kills a producer that did not ignore it (found in
+		 * review: a consumer that closed did that). */
+		int fd = fifo_open(path);
+		if (fd < 0)
 			return;
+		s->fifo_wfd = fd;
 	}
 	/* A full FIFO already says "readable": EAGAIN is fine. */
 	if (write(s->fifo_wfd, "", 1) < 0) {
@@ -893,15 +975,17 @@ int shmring_event_fd(struct shmring *r)
 		return -EINVAL;
 	if (r->sync->fifo_fd >= 0)
 		return r->sync->fifo_fd;
+	if (r->kind != SHMRING_SPSC)
+		return -EOPNOTSUPP; /* before the FIFO exists: the next call must answer the same */
 	rc = fifo_path(r, path, sizeof(path));
 	if (rc)
 		return rc;
 	if (mkfifo(path, 0600) != 0 && errno != EEXIST)
 		return -errno;
 	/* O_RDWR: we never see EOF/POLLHUP when no producer holds the write end. */
-	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	int fd = fifo_open(path);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	r->sync->fifo_fd = fd;
 	rc = shmring_event_rearm(r);
 	if (rc < 0)

@@ -41,8 +41,14 @@
  * load missed both bits loaded before HOTP was set, so the M1 that followed drained its store
  * before HOT was set, before any F3-only registration could happen. (A first version set HOT
  * only after M1 and no HOTP: spin found the lost wake-up, combined with the seq skip below.)
- * A handle that has not slept for a second clears HOT at its next wait that did not sleep,
- * and the fast path is fence-free again. Modelled in sync/handshake.pml.
+ * A handle that has not slept for a second clears HOT and HOTP at its next wait that did not
+ * sleep, if no sleeper is registered (CAS), and the fast path is fence-free again. Modelled in
+ * sync/handshake.pml, with another handle cooling at any moment.
+ *
+ * The skip (a waker that finds seq moved since the last registrant read it does not wake) is
+ * for the futex back-end only: FUTEX_WAIT(seq, s) returns at once for a registrant whose s is
+ * old, but sem_clockwait() compares nothing, so the semaphore back-end posts on every wake
+ * that finds sleepers (sync/sseq.pml -DSEM).
  *
  * Use by a ring kind (see sync/spsc_wait.c): try the non-blocking operation; on -EAGAIN call
  * _shmring_wait() with a ready() predicate that re-checks the condition; retry on 0.

@@ -3,9 +3,12 @@
  * peer death, zero system calls while busy, the event fd. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -14,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sync/sync.h"
 #include "testutil.h"
 
 /* Stated tolerance: a wait never ends before its deadline, and ends at most TOL_MS after it.
@@ -272,6 +276,43 @@ Test(sync, deadline_futex)
 Test(sync, deadline_sem)
 {
 	cr_assert_eq(deadline_case(1), 2);
+}
+
+/* Found in review: a negative tv_sec became about 2^64 ns (a wait that never timed out), and
+ * tv_sec past about 1.8e10 wrapped (an immediate -ETIMEDOUT). */
+Test(sync, deadline_out_of_range, .timeout = 20)
+{
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring_params pm = {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = 8};
+	struct shmring *r, *m;
+	uint64_t v = 0;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	cr_assert_eq(shmring_create_anon(&pm, &m), 0);
+	struct timespec neg = {-1, 0}, bad_hi = {0, 1000000000L}, bad_lo = {0, -1};
+	uint64_t t0 = tu_now_ns();
+	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &neg), -ETIMEDOUT);
+	cr_assert_eq(shmring_mpmc_pop_wait(m, &v, &neg), -ETIMEDOUT);
+	cr_assert_lt((tu_now_ns() - t0) / 1000000ull, 1000);
+	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &bad_hi), -EINVAL);
+	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &bad_lo), -EINVAL);
+	cr_assert_eq(shmring_mpmc_pop_wait(m, &v, &bad_hi), -EINVAL);
+	/* Far in the future: waits for the element like NULL does. */
+	struct timespec far = {(time_t)1 << 62, 0};
+	pid_t pid = fork();
+	if (pid == 0) {
+		usleep(200000);
+		uint64_t x = 7;
+		_exit(shmring_spsc_push(r, &x) == 0 && shmring_mpmc_push(m, &x) == 0 ? 0 : 1);
+	}
+	t0 = tu_now_ns();
+	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &far), 0);
+	cr_assert_eq(v, 7);
+	cr_assert_eq(shmring_mpmc_pop_wait(m, &v, &far), 0);
+	cr_assert_geq((tu_now_ns() - t0) / 1000000ull, 150);
+	cr_assert_eq(tu_wait(pid), 0);
+	shmring_close(m);
+	shmring_close(r);
 }
 
 /* ---- signal storm --------------------------------------------------------------------------- */
@@ -637,6 +678,268 @@ Test(sync, event_fd)
 	cr_assert_eq(poll(&pf, 1, 0), 0);
 	shmring_close(r);
 	shmring_close(c);
+}
+
+/* The event FIFO's path beside the shm object of name. */
+static const char *ev_path(const char *name)
+{
+	static char path[NAME_MAX + 32];
+
+	snprintf(path, sizeof(path), "/dev/shm%s.ev", name);
+	return path;
+}
+
+/* Found in review: the producer wrote to the FIFO through a write-only fd, so once the consumer
+ * that armed it closed, its next write raised SIGPIPE and killed it; and the consumer's close
+ * unlinked the FIFO, so a restarted consumer's new one never heard from that producer. */
+Test(sync, event_fd_consumer_restart, .timeout = 30)
+{
+	const char *name = tu_shm_name("evr");
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring *c;
+	int go[2], done[2];
+	uint64_t v;
+	char b;
+
+	cr_assert_eq(shmring_create(name, &p, &c), 0);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(done), 0);
+	pid_t pid = fork();
+	if (pid == 0) { /* SIGPIPE left at its default: it kills */
+		struct shmring *w = open_role(name, SHMRING_F_PRODUCER, 100, 0);
+		uint64_t x = 0;
+		close(go[1]);
+		while (read(go[0], &b, 1) == 1)
+			if (shmring_spsc_push(w, &x) != 0 || write(done[1], "", 1) != 1)
+				_exit(3);
+		_exit(0);
+	}
+	close(go[0]);
+	close(done[1]);
+	struct shmring *c1 = open_role(name, SHMRING_F_CONSUMER, 100, 0);
+	int fd = shmring_event_fd(c1);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(go[1], "", 1), 1);
+	cr_assert_eq(read(done[0], &b, 1), 1);
+	struct pollfd pf = {fd, POLLIN, 0};
+	cr_assert_eq(poll(&pf, 1, 2000), 1);
+	cr_assert_eq(shmring_event_rearm(c1), 1);
+	cr_assert_eq(shmring_spsc_pop(c1, &v), 0);
+	cr_assert_eq(shmring_event_rearm(c1), 0); /* armed, then gone */
+	shmring_close(c1);
+	cr_assert_eq(access(ev_path(name), F_OK), 0, "the FIFO outlives the consumer's handle");
+
+	struct shmring *c2 = open_role(name, SHMRING_F_CONSUMER, 100, 0);
+	fd = shmring_event_fd(c2);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(shmring_event_rearm(c2), 0);
+	pf = (struct pollfd){fd, POLLIN, 0};
+	cr_assert_eq(write(go[1], "", 1), 1);
+	cr_assert_eq(read(done[0], &b, 1), 1, "the producer died");
+	cr_assert_eq(poll(&pf, 1, 2000), 1, "the new consumer heard nothing");
+	cr_assert_eq(shmring_spsc_pop(c2, &v), 0);
+	close(go[1]);
+	cr_assert_eq(tu_wait(pid), 0);
+	close(done[0]);
+	shmring_close(c2);
+	shmring_close(c);
+	cr_assert_eq(shmring_unlink(name), 0);
+	cr_assert_neq(access(ev_path(name), F_OK), 0, "shmring_unlink() leaves the FIFO behind");
+}
+
+/* Found in review: a fork child closing its copy of the consumer's handle unlinked the FIFO. */
+Test(sync, event_fd_fork_child_close, .timeout = 30)
+{
+	const char *name = tu_shm_name("evf");
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring *c;
+
+	cr_assert_eq(shmring_create(name, &p, &c), 0);
+	struct shmring *r = open_role(name, SHMRING_F_CONSUMER, 100, 0);
+	int fd = shmring_event_fd(r);
+	cr_assert_geq(fd, 0);
+	pid_t k = fork();
+	if (k == 0) {
+		shmring_close(r);
+		_exit(0);
+	}
+	cr_assert_eq(tu_wait(k), 0);
+	pid_t w = fork();
+	if (w == 0) {
+		struct shmring *pr = open_role(name, SHMRING_F_PRODUCER, 100, 0);
+		uint64_t x = 1;
+		_exit(pr && shmring_spsc_push(pr, &x) == 0 ? 0 : 1);
+	}
+	cr_assert_eq(tu_wait(w), 0);
+	struct pollfd pf = {fd, POLLIN, 0};
+	cr_assert_eq(poll(&pf, 1, 2000), 1);
+	shmring_close(r);
+	shmring_close(c);
+}
+
+/* Found in review: the FIFO was opened through a symlink, and written whatever it was. */
+Test(sync, event_fifo_only_a_fifo)
+{
+	const char *path = tu_file_path("evl");
+	char ev[PATH_MAX], victim[PATH_MAX], b[8] = {0};
+	struct shmring_params p = params(8, 8, 0), q = {.kind = SHMRING_SPSC};
+	struct shmring *prod, *cons;
+	uint64_t v = 1;
+
+	snprintf(ev, sizeof(ev), "%s.ev", path);
+	snprintf(victim, sizeof(victim), "%s.victim", path);
+	FILE *f = fopen(victim, "w");
+	cr_assert_not_null(f);
+	fputs("hello\n", f);
+	fclose(f);
+	cr_assert_eq(shmring_create_file(path, &p, &prod), 0);
+	cr_assert_eq(shmring_open_file(path, &q, &cons), 0);
+	cr_assert_geq(shmring_event_fd(cons), 0); /* armed */
+	cr_assert_eq(unlink(ev), 0);
+	cr_assert_eq(symlink(victim, ev), 0);
+	cr_assert_eq(shmring_spsc_push(prod, &v), 0); /* fires the event */
+	int vf = open(victim, O_RDONLY);
+	cr_assert_eq(read(vf, b, 6), 6);
+	close(vf);
+	cr_assert_str_eq(b, "hello\n");
+	shmring_close(cons);
+	shmring_close(prod);
+	/* and a consumer does not take a regular file for its FIFO */
+	cr_assert_eq(unlink(ev), 0);
+	f = fopen(ev, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(shmring_open_file(path, &q, &cons), 0);
+	cr_assert_eq(shmring_event_fd(cons), -EEXIST);
+	shmring_close(cons);
+	unlink(victim);
+	cr_assert_eq(shmring_unlink_file(path), 0);
+	cr_assert_neq(access(ev, F_OK), 0);
+}
+
+/* Found in review: on a ring that is not SPSC the first call made the FIFO and failed, the
+ * second returned its fd. */
+Test(sync, event_fd_kind)
+{
+	const char *name = tu_shm_name("evk");
+	struct shmring_params p = {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = 8};
+	struct shmring *r;
+
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	cr_assert_eq(shmring_event_fd(r), -EOPNOTSUPP);
+	cr_assert_eq(shmring_event_fd(r), -EOPNOTSUPP);
+	cr_assert_neq(access(ev_path(name), F_OK), 0);
+	shmring_close(r);
+}
+
+/* Found in review: claim(PRODUCER | CONSUMER) that failed on the consumer kept the producer. */
+Test(sync, claim_both_is_all_or_nothing)
+{
+	struct shmring_params p = params(8, 8, 0);
+	ssize_t sz = shmring_memsize(&p);
+	void *mem = aligned_alloc(128, (size_t)sz);
+	struct shmring *h[_SHMRING_LIVE_SLOTS + 1];
+	int rc;
+
+	cr_assert_not_null(mem);
+	cr_assert_eq(shmring_init(mem, (size_t)sz, &p), 0);
+	for (int i = 0; i <= _SHMRING_LIVE_SLOTS; i++)
+		cr_assert_eq(shmring_attach(mem, (size_t)sz, &p, &h[i]), 0);
+	for (int i = 0; i < _SHMRING_LIVE_SLOTS; i++)
+		cr_assert_eq(shmring_claim(h[i], SHMRING_F_CONSUMER), 0);
+	cr_assert_eq(shmring_peer_alive(h[0], SHMRING_ROLE_PRODUCER), 0);
+	rc = shmring_claim(h[_SHMRING_LIVE_SLOTS], SHMRING_F_PRODUCER | SHMRING_F_CONSUMER);
+	cr_assert_eq(rc, -EBUSY);
+	cr_assert_eq(shmring_peer_alive(h[0], SHMRING_ROLE_PRODUCER), 0);
+	/* and a producer held before the call stays */
+	cr_assert_eq(shmring_claim(h[_SHMRING_LIVE_SLOTS], SHMRING_F_PRODUCER), 0);
+	rc = shmring_claim(h[_SHMRING_LIVE_SLOTS], SHMRING_F_PRODUCER | SHMRING_F_CONSUMER);
+	cr_assert_eq(rc, -EBUSY);
+	cr_assert_eq(shmring_peer_alive(h[0], SHMRING_ROLE_PRODUCER), 1);
+	for (int i = 0; i <= _SHMRING_LIVE_SLOTS; i++)
+		shmring_close(h[i]);
+	free(mem);
+}
+
+/*
+ * Found in review: the semaphore back-end skipped a wake because seq had moved since the last
+ * registrant read it, as the futex back-end may; but a semaphore sleeper compares no seq, so a
+ * registrant that read the old seq slept on with data in the ring, until its slice ended. The
+ * replay: B sleeps; A reads seq (stopped there); P publishes e1 (a token for B, seq moves); A
+ * registers with the old seq; B takes e1; A sleeps; P publishes e2, which must wake A. B is a
+ * process held by SIGSTOP, so the order is certain; A's registration is done by hand, as
+ * _shmring_wq_register() computes it.
+ */
+static double replay_stale_sleeper(int sem)
+{
+	struct shmring_params p = {.kind = SHMRING_MPMC,
+				   .elem_size = 8,
+				   .capacity = 8,
+				   .flags = sem ? SHMRING_F_SEMAPHORE : 0};
+	ssize_t sz = shmring_memsize(&p);
+	void *mem =
+	    mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct shmring_wait_policy pol = {
+	    .spin_ns = UINT32_MAX, .yields = UINT32_MAX, .slice_ms = 2000};
+	struct shmring *a, *pr, *b;
+
+	cr_assert_neq(mem, MAP_FAILED);
+	cr_assert_eq(shmring_init(mem, (size_t)sz, &p), 0);
+	pid_t bp = fork();
+	if (bp == 0) {
+		uint64_t v;
+		struct timespec dl = tu_in_ms(10000);
+		if (shmring_attach(mem, (size_t)sz, &p, &b) != 0)
+			_exit(9);
+		shmring_set_wait_policy(b, &pol);
+		_exit(shmring_mpmc_pop_wait(b, &v, &dl) == 0 && v == 1 ? 0 : 1);
+	}
+	cr_assert_eq(shmring_attach(mem, (size_t)sz, &p, &a), 0);
+	cr_assert_eq(shmring_attach(mem, (size_t)sz, &p, &pr), 0);
+	struct _shmring_wq *q = &a->sync->area->wq[_SHMRING_DIR_DATA];
+	while ((atomic_load(&q->waiters) & _SHMRING_WQ_COUNT) != 1)
+		usleep(1000);
+	usleep(50000); /* B is asleep now */
+	kill(bp, SIGSTOP);
+	waitpid(bp, NULL, WUNTRACED);
+	uint32_t old = atomic_load(&q->waiters), sa = atomic_load(&q->seq);
+	uint64_t e1 = 1, e2 = 2, got = 0;
+	cr_assert_eq(shmring_mpmc_push(pr, &e1), 0);
+	uint32_t nw = (old & ~_SHMRING_WQ_SSEQ) + 1;
+	nw = (nw & ~_SHMRING_WQ_SSEQ) | ((sa & 0xffffu) << _SHMRING_WQ_SSEQ_SHIFT);
+	cr_assert(atomic_compare_exchange_strong(&q->waiters, &old, nw));
+	atomic_thread_fence(memory_order_seq_cst);
+	kill(bp, SIGCONT);
+	cr_assert_eq(tu_wait(bp), 0, "B did not get e1");
+	pid_t pp = fork();
+	if (pp == 0) {
+		usleep(50000); /* A is asleep by then */
+		_exit(shmring_mpmc_push(pr, &e2) == 0 ? 0 : 1);
+	}
+	struct timespec until = tu_in_ms(2000);
+	uint64_t t0 = tu_now_ns();
+	_shmring_wq_sleep(a, _SHMRING_DIR_DATA, sa, &until);
+	double slept = (double)(tu_now_ns() - t0) / 1e6;
+	_shmring_wq_unregister(a, _SHMRING_DIR_DATA);
+	cr_assert_eq(tu_wait(pp), 0);
+	cr_assert_eq(shmring_mpmc_pop(a, &got), 0);
+	cr_assert_eq(got, 2);
+	shmring_close(a);
+	shmring_close(pr);
+	munmap(mem, (size_t)sz);
+	return slept;
+}
+
+Test(sync, stale_registrant_woken_sem, .timeout = 30)
+{
+	double ms = replay_stale_sleeper(1);
+	cr_assert_lt(ms, 1000, "A slept %.0f ms with e2 in the ring", ms);
+}
+
+Test(sync, stale_registrant_woken_futex, .timeout = 30)
+{
+	double ms = replay_stale_sleeper(0);
+	cr_assert_lt(ms, 1000, "A slept %.0f ms with e2 in the ring", ms);
 }
 
 Test(sync, backend_recorded_in_header)

@@ -35,10 +35,10 @@ void tu_cleanup(void)
 		return;
 	pthread_mutex_lock(&lock);
 	for (int i = 0; i < nnames; i++) {
-		if (is_file[i])
-			unlink(names[i]);
+		if (is_file[i]) /* with the event FIFO beside it, if a test made one */
+			shmring_unlink_file(names[i]);
 		else
-			shm_unlink(names[i]);
+			shmring_unlink(names[i]);
 	}
 	pthread_mutex_unlock(&lock);
 }

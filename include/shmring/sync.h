@@ -6,8 +6,10 @@
  * the non-blocking operation first, then spins (pause instruction) for the handle's budget,
  * yields, and finally sleeps on a shared futex word (or a POSIX semaphore for rings created
  * with SHMRING_F_SEMAPHORE) in slices of at most the handle's liveness bound. A signal never
- * ends or stretches a wait. Returns as the non-blocking call does, or -ETIMEDOUT at the
- * deadline, or -EPIPE when the peer role is gone: a consumer gets everything committed before
+ * ends or stretches a wait. A deadline before the clock's start has passed; one too far to
+ * represent never comes; one whose tv_nsec is outside [0, 1e9) gives -EINVAL when the call
+ * has to wait. Returns as the non-blocking call does, or -ETIMEDOUT at the deadline, or
+ * -EPIPE when the peer role is gone: a consumer gets everything committed before
  * the last producer died or closed, then -EPIPE; a producer whose consumers are gone gets
  * -EPIPE when it would have to wait. A role that was never claimed is not "gone": waiting for
  * a producer that has not attached yet is allowed.
@@ -78,8 +80,12 @@ int shmring_peer_alive(struct shmring *r, int role);
  * pass fds. Use: poll; on POLLIN call shmring_event_rearm(), pop until -EAGAIN; repeat.
  * Cost: one write(2) by the producer per empty-to-non-empty transition while armed, one read
  * and one barrier by the consumer per rearm; nothing while the event is not armed.
- * Returns the fd (owned by the handle, closed by shmring_close), -EOPNOTSUPP (anonymous or
- * caller's memory), -errno.
+ * The FIFO is made on the first call and stays, for later consumers too, until
+ * shmring_unlink() or shmring_unlink_file() removes it with the ring's name. Only a FIFO is
+ * used there: never through a symbolic link, never a file of another type (-EEXIST). The
+ * producer holds it open for reading too, so it never gets SIGPIPE when consumers go.
+ * Returns the fd (owned by the handle, closed by shmring_close), -EOPNOTSUPP (not SPSC, or
+ * anonymous or caller's memory), -EEXIST, -errno.
  */
 int shmring_event_fd(struct shmring *r);
 /* Consumer: drains the fd and arms it. Returns 1 if data is already present (pop, do not
