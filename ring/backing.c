@@ -44,11 +44,12 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 		 * Allocate the backing first: on a full tmpfs this is where ENOSPC belongs, rather
 		 * than a SIGBUS at the first store that finds no page.
 		 */
-		if (fd >= 0) {
-			rc = posix_fallocate(fd, 0, (off_t)len);
-			if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL)
-				return -rc;
-		}
+		/* Only the creator allocates, and only with fallocate(2): glibc's posix_fallocate()
+		 * emulates a missing fallocate by pread/pwrite of one byte per block, which would
+		 * race with a live peer's stores. */
+		if (fd >= 0 && fresh && fallocate(fd, 0, 0, (off_t)len) != 0 &&
+		    errno != EOPNOTSUPP && errno != EINVAL)
+			return -errno;
 		if (madvise(base, len, MADV_POPULATE_WRITE) != 0) {
 			if (errno != EINVAL)
 				return -errno;
@@ -77,7 +78,6 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 			return errno == EAGAIN ? -ENOMEM : -errno;
 		eff |= SHMRING_F_MLOCK;
 	}
-	(void)fresh;
 	*effective = eff;
 	return 0;
 }
@@ -124,7 +124,7 @@ static struct _shmring_seg *seg_new(void *base, size_t len, int fd, int owns)
 
 /* Registers a new segment and makes a handle, or joins the one that won a race. Consumes the
  * segment (and its mapping) on every path. */
-static int publish_seg(struct _shmring_seg *s, struct shmring **out)
+static int publish_seg(struct _shmring_seg *s, uint32_t flags, struct shmring **out)
 {
 	struct _shmring_seg *won = _shmring_reg_insert(s);
 
@@ -136,6 +136,17 @@ static int publish_seg(struct _shmring_seg *s, struct shmring **out)
 	if (won != s) {
 		_shmring_seg_release(s);
 		free(s);
+		/* Our hints went with our mapping: give the winner's mapping what it lacks. */
+		uint32_t want = flags & SHMRING_F_HINTS_MASK & ~atomic_load(&won->hints);
+		if (want & ~SHMRING_F_REQUIRE) {
+			uint32_t eff = 0;
+			int rc = _shmring_apply_hints(won->base, won->len, won->fd, want, 0, &eff);
+			if (rc) {
+				_shmring_reg_put(won);
+				return rc;
+			}
+			atomic_fetch_or(&won->hints, eff);
+		}
 	}
 	return _shmring_handle_new(won, out);
 }
@@ -202,7 +213,7 @@ static int create_on_fd(int fd, const struct shmring_params *p, struct shmring *
 	s->key = (struct _shmring_key){_SHMRING_KEY_INODE, st.st_dev, st.st_ino};
 	s->geo = l;
 	atomic_init(&s->hints, eff);
-	return publish_seg(s, out);
+	return publish_seg(s, p->flags, out);
 
 fail_fd:
 	close(fd);
@@ -308,6 +319,14 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	}
 	if (rc)
 		goto fail;
+	/* Keep only the ring: a peer may have grown the object to any size. */
+	if (l.total_size < len) {
+		size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+		size_t keep = ((size_t)l.total_size + pg - 1) & ~(pg - 1);
+		if (keep < len)
+			munmap((unsigned char *)base + keep, len - keep);
+		len = (size_t)l.total_size;
+	}
 	rc = _shmring_apply_hints(base, len, fd, expect->flags, 0, &eff);
 	if (rc)
 		goto fail;
@@ -319,13 +338,45 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	s->key = key;
 	s->geo = l;
 	atomic_init(&s->hints, eff);
-	return publish_seg(s, out);
+	return publish_seg(s, expect->flags, out);
 
 fail:
 	if (base)
 		munmap(base, len);
 	close(fd);
 	return rc;
+}
+
+static int dup_cloexec(int fd)
+{
+	return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+/*
+ * After a failed create: removes the name (a shm name if shm, else a path) only while it still
+ * names the object we made (mine, kept open through keep so that its inode number cannot be
+ * reused meanwhile). Someone may have unlinked it and created another ring there since (found
+ * in review: a failed creator deleted a restarted service's live ring). A window remains
+ * between the check and the unlink; creating under a temporary name and renaming with
+ * RENAME_NOREPLACE would close it.
+ */
+static void unlink_if_ours(const char *name, int shm, int keep, const struct stat *mine)
+{
+	struct stat now;
+
+	if (keep < 0)
+		return; /* cannot tell: leave it rather than delete someone else's */
+	int fd = shm ? shm_open(name, O_RDONLY | O_CLOEXEC, 0)
+		     : open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &now) == 0 && now.st_dev == mine->st_dev && now.st_ino == mine->st_ino) {
+		if (shm)
+			shm_unlink(name);
+		else
+			unlink(name);
+	}
+	close(fd);
 }
 
 int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out)
@@ -344,9 +395,13 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, create_mode(p));
 	if (fd < 0)
 		return -errno;
+	struct stat mine;
+	int keep = fstat(fd, &mine) == 0 ? dup_cloexec(fd) : -1;
 	rc = _shmring_sync_opened(create_on_fd(fd, p, out), p->flags, out);
 	if (rc)
-		shm_unlink(name);
+		unlink_if_ours(name, 1, keep, &mine);
+	if (keep >= 0)
+		close(keep);
 	return rc;
 }
 
@@ -390,9 +445,13 @@ int shmring_create_file(const char *path, const struct shmring_params *p, struct
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, create_mode(p));
 	if (fd < 0)
 		return -errno;
+	struct stat mine;
+	int keep = fstat(fd, &mine) == 0 ? dup_cloexec(fd) : -1;
 	rc = _shmring_sync_opened(create_on_fd(fd, p, out), p->flags, out);
 	if (rc)
-		unlink(path);
+		unlink_if_ours(path, 0, keep, &mine);
+	if (keep >= 0)
+		close(keep);
 	return rc;
 }
 
@@ -446,7 +505,7 @@ int shmring_create_anon(const struct shmring_params *p, struct shmring **out)
 	s->key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)base, 0};
 	s->geo = l;
 	atomic_init(&s->hints, eff);
-	return _shmring_sync_opened(publish_seg(s, out), p->flags, out);
+	return _shmring_sync_opened(publish_seg(s, p->flags, out), p->flags, out);
 }
 
 int shmring_sync(struct shmring *r)
@@ -493,6 +552,10 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 
 	if (!mem || !expect || !out || ((uintptr_t)mem & (_SHMRING_BLOCK - 1)))
 		return -EINVAL;
+	/* Memory hints make system calls, which this level promises not to (found in review:
+	 * accepted and ignored). The caller applies them to its own mapping. */
+	if (expect->flags & SHMRING_F_HINTS_MASK)
+		return -EINVAL;
 	if (expect->reserved_ || (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
 		return -EINVAL;
 	key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0};
@@ -514,5 +577,5 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 		return -ENOMEM;
 	s->key = key;
 	s->geo = l;
-	return _shmring_sync_opened(publish_seg(s, out), expect->flags, out);
+	return _shmring_sync_opened(publish_seg(s, 0, out), expect->flags, out);
 }

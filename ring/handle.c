@@ -170,6 +170,16 @@ const char *shmring_strerror(int err)
 		return "ring too large for this address space";
 	case EMSGSIZE:
 		return "message too large for this ring";
+	case EBUSY:
+		return "busy (a reservation is open, or every liveness slot of the role is held)";
+	case EUSERS:
+		return "every producer claim record of this message ring is taken";
+	case EOWNERDEAD:
+		return "recovery declared this producer dead and discarded its claim";
+	case ECANCELED:
+		return "stopped by a test hook";
+	case EOPNOTSUPP:
+		return "not supported by this kind of ring or backing";
 	default:
 		return "unknown error";
 	}

@@ -40,17 +40,33 @@ static void before_fork(void)
 {
 	pthread_mutex_lock(&writers);
 	call_rcu_before_fork();
+	rcu_bp_before_fork(); /* urcu-bp's registry and grace-period locks, held across fork */
 }
 
 static void after_fork_parent(void)
 {
+	rcu_bp_after_fork_parent();
 	call_rcu_after_fork_parent();
 	pthread_mutex_unlock(&writers);
 }
 
 static void after_fork_child(void)
 {
+	rcu_bp_after_fork_child(); /* drops the parent's other threads from the reader registry */
 	call_rcu_after_fork_child();
+	/* mlock() is not inherited: the child's copies of the mappings are not locked. */
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
+	if (table) {
+		rcu_read_lock();
+		/* Not cds_lfht_for_each_entry(): it offsets the NULL that ends the walk. */
+		for (cds_lfht_first(table, &it); (n = cds_lfht_iter_get_node(&it)) != NULL;
+		     cds_lfht_next(table, &it)) {
+			struct reg_node *rn = caa_container_of(n, struct reg_node, node);
+			atomic_fetch_and(&rn->seg->hints, ~(uint32_t)SHMRING_F_MLOCK);
+		}
+		rcu_read_unlock();
+	}
 	pthread_mutex_unlock(&writers);
 }
 

@@ -97,7 +97,8 @@ int shmring_init(void *mem, size_t len, const struct shmring_params *p);
 /*
  * Validates the ring at mem (len bytes) against expect (kind required; elem_size and capacity
  * checked when non-zero) and returns a handle in *out. Attaching the same address twice in one
- * process shares one registry entry. Returns 0, -EINVAL, -EPROTO (not a valid ring of that kind
+ * process shares one registry entry. Returns 0, -EINVAL (also for memory hints in flags: they
+ * make system calls, so apply them to your own mapping), -EPROTO (not a valid ring of that kind
  * and geometry), -EAGAIN (header not yet published), -ENOMEM. Never blocks. Any role.
  */
 int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,

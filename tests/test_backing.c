@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The backing and the registry against fork, concurrent threads and hostile peers: tests for
+ * the findings of a review of ring/backing.c and ring/registry.c (each fails on the code
+ * before its fix).
+ */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+/* ---- a fork while another thread registers with urcu-bp ----------------------------------- */
+
+static sem_t inside, go_on;
+static __thread int is_t2;
+static volatile int armed;
+
+/* urcu-bp calls this from add_thread() with its registry lock held: the test holds it there
+ * while the main thread forks. Everyone else goes straight through. */
+int pthread_setspecific(pthread_key_t k, const void *v)
+{
+	static int (*real)(pthread_key_t, const void *);
+
+	if (!real)
+		real =
+		    (int (*)(pthread_key_t, const void *))dlsym(RTLD_NEXT, "pthread_setspecific");
+	if (armed && is_t2) {
+		armed = 0;
+		sem_post(&inside);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1; /* a fixed library's fork waits for the lock: let it go by then */
+		sem_timedwait(&go_on, &ts);
+	}
+	return real(k, v);
+}
+
+static _Alignas(128) unsigned char mem_a[1 << 16], mem_b[1 << 16];
+
+static void *registering_thread(void *arg)
+{
+	struct shmring_params p = tu_params(8, 64);
+	struct shmring *r;
+
+	(void)arg;
+	is_t2 = 1;
+	armed = 1;
+	if (shmring_attach(mem_a, sizeof(mem_a), &p, &r) == 0) /* its first rcu_read_lock */
+		shmring_close(r);
+	return NULL;
+}
+
+/* Found in review: the atfork handlers did not call urcu-bp's own, so the child inherited its
+ * registry lock held and its first shmring call blocked for ever. */
+Test(backing, fork_while_a_thread_registers_with_urcu, .timeout = 30)
+{
+	struct shmring_params p = tu_params(8, 64);
+	pthread_t th;
+	int st = 0;
+
+	cr_assert_eq(shmring_init(mem_a, sizeof(mem_a), &p), 0);
+	cr_assert_eq(shmring_init(mem_b, sizeof(mem_b), &p), 0);
+	sem_init(&inside, 0, 0);
+	sem_init(&go_on, 0, 0);
+	cr_assert_eq(pthread_create(&th, NULL, registering_thread, NULL), 0);
+	sem_wait(&inside);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shmring *r;
+		alarm(20);
+		_exit(shmring_attach(mem_b, sizeof(mem_b), &p, &r) == 0 ? 0 : 3);
+	}
+	sem_post(&go_on);
+	pthread_join(th, NULL);
+	int done = 0;
+	for (int i = 0; i < 100 && !done; i++) {
+		done = waitpid(pid, &st, WNOHANG) == pid;
+		if (!done)
+			usleep(50000);
+	}
+	if (!done) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	cr_assert(done, "the fork child is still blocked in shmring_attach after 5 s");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+
+/* ---- hostile peers and hints ------------------------------------------------------------- */
+
+/* Found in review: an opener mapped (and prefaulted, and locked) whatever size a peer had
+ * grown the object to, not the ring. */
+Test(backing, opener_maps_only_the_ring)
+{
+	const char *name = tu_shm_name("grown");
+	struct shmring_params p = tu_params(8, 64), e = {.kind = SHMRING_SPSC};
+	struct shmring *c, *r;
+	size_t len = 0;
+
+	/* Created by another process: this one must map it anew, not join the creator's mapping
+	 * in the registry. */
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(shmring_create(name, &p, &c) == 0 ? 0 : 1);
+	cr_assert_eq(tu_wait(pid), 0);
+	ssize_t need = shmring_memsize(&p);
+	int fd = shm_open(name, O_RDWR, 0);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 64 << 20), 0); /* the peer grows it */
+	e.flags = SHMRING_F_PREFAULT;
+	cr_assert_eq(shmring_open(name, &e, &r), 0);
+	shmring_base(r, &len);
+	cr_assert_eq(len, (size_t)need, "mapped %zu bytes of a %zd-byte ring", len, need);
+	struct stat sb;
+	cr_assert_eq(fstat(fd, &sb), 0);
+	cr_assert_lt((long long)sb.st_blocks * 512, 1 << 20, "the opener allocated the object");
+	close(fd);
+	shmring_close(r);
+}
+
+/* 1 if the mapping holding addr is locked (VmFlags "lo"), 0 if not, -1 unknown. */
+static int locked(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, res = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			res = strstr(line + 8, " lo") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return res;
+}
+
+/* Found in review: a fork child inherited the registry entry saying MLOCK, though the kernel
+ * does not lock the child's copy; its open with MLOCK then locked nothing and said it had. */
+Test(backing, fork_child_mlock_is_real)
+{
+	const char *name = tu_shm_name("mlk");
+	struct shmring_params p = tu_params(8, 64);
+	struct shmring *r;
+
+	p.flags = SHMRING_F_MLOCK;
+	int rc = shmring_create(name, &p, &r);
+	if (rc == -EPERM || rc == -ENOMEM)
+		cr_skip_test("mlock refused here (RLIMIT_MEMLOCK): %s", shmring_strerror(rc));
+	cr_assert_eq(rc, 0);
+	if (locked(shmring_base(r, NULL)) != 1) { /* AddressSanitizer makes mlock() a no-op */
+		shmring_close(r);
+		cr_skip_test("mlock() succeeds here without locking");
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shmring *q;
+		if (shmring_open(name, &p, &q) != 0)
+			_exit(2);
+		int lo = locked(shmring_base(q, NULL));
+		int says = (shmring_hints(q) & SHMRING_F_MLOCK) != 0;
+		_exit(lo == says ? 0 : 1); /* locked and saying so, or neither */
+	}
+	cr_assert_eq(tu_wait(pid), 0, "the child's hints and its mapping disagree");
+	shmring_close(r);
+}
+
+/* Found in review: attach accepted memory hints and did nothing with them. */
+Test(backing, attach_refuses_hints)
+{
+	struct shmring_params p = tu_params(8, 64), e = {.kind = SHMRING_SPSC};
+	struct shmring *r;
+
+	cr_assert_eq(shmring_init(mem_a, sizeof(mem_a), &p), 0);
+	e.flags = SHMRING_F_MLOCK;
+	cr_assert_eq(shmring_attach(mem_a, sizeof(mem_a), &e, &r), -EINVAL);
+	e.flags = SHMRING_F_PRODUCER;
+	cr_assert_eq(shmring_attach(mem_a, sizeof(mem_a), &e, &r), 0);
+	shmring_close(r);
+}
+
+/* Found in review: five documented returns had no text. */
+Test(backing, strerror_names_every_documented_error)
+{
+	static const int errs[] = {EAGAIN,   ETIMEDOUT, EPIPE,	EPROTO,	    EINVAL,    EEXIST,
+				   ENOENT,   ENOSPC,	ENOMEM, EPERM,	    EACCES,    EOVERFLOW,
+				   EMSGSIZE, EBUSY,	EUSERS, EOWNERDEAD, ECANCELED, EOPNOTSUPP};
+
+	for (unsigned i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
+		cr_assert_str_neq(shmring_strerror(-errs[i]), "unknown error", "errno %d", errs[i]);
+}
