@@ -144,7 +144,8 @@ int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);
  * Low level. One sleep of the calling thread on queue dir, after registering with
  * _shmring_wq_register() (which returned seq) and re-checking: sleeps until woken, until the
  * absolute CLOCK_MONOTONIC time until (NULL = no limit), or a signal. Returns 0 (woken or
- * spurious), -ETIMEDOUT (until passed), -EINTR. Counts the system call.
+ * spurious), -ETIMEDOUT (until passed), -EINTR, -EPROTO (the semaphore back-end's sem_t is
+ * corrupt). Counts the system call.
  */
 uint32_t _shmring_wq_register(struct shmring *r, int dir);
 void _shmring_wq_unregister(struct shmring *r, int dir);

@@ -119,9 +119,11 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
 /*
  * Opens an existing POSIX shm ring. Waits up to expect->open_timeout_ms for a concurrent creator
  * to publish the header, then validates it against the mapping's real size. Opening the same
- * object twice in one process shares one mapping. Returns 0, -ENOENT, -ETIMEDOUT (never
- * published: creator still working or died), -EPROTO (corrupt, incompatible or of another kind
- * or geometry; nothing stays mapped), -EINVAL. May block up to the timeout.
+ * object twice in one process shares one mapping. Only the ring's own size is mapped, whatever
+ * size the object has. Returns 0, -ENOENT, -ETIMEDOUT (never published: creator still working
+ * or died), -EPROTO (corrupt, incompatible or of another kind or geometry; nothing stays
+ * mapped), -EAGAIN (a peer kept moving its position while the first reading was taken),
+ * -EINVAL. May block up to the timeout.
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 

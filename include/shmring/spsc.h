@@ -11,7 +11,9 @@
  * Return convention of every data call: the number of elements moved (or 0 on success for the
  * single-element calls), -EAGAIN if nothing could move (full or empty), -EPROTO if the peer
  * wrote an impossible position (the handle is then broken and every later call says -EPROTO),
- * -EINVAL for a request that can never succeed. None of them blocks or makes a system call.
+ * -EINVAL for a request that can never succeed. None of them blocks. None makes a system call
+ * while no one sleeps on the ring; a publish that finds a sleeper registered wakes it
+ * (sync/sync.h: one futex wake per sleep, not one per publish).
  *
  * Memory ordering: the producer fills slots, then publishes its position with a release store
  * (R1); the consumer reads that position with an acquire load (A2) before reading the slots.
