@@ -872,6 +872,64 @@ static int killed_dead(uint32_t pid, void *arg)
 
 /* Random SIGKILL of one of three producers: the survivors' streams arrive whole and in order,
  * the victim's is a clean prefix, and the ring works afterwards. */
+/*
+ * Found in review: an MPSC consumer that died after freeing records (their headers end at 0)
+ * but before publishing its position left its successor a zero header at that position, which
+ * reads as a claim not written yet: -EAGAIN for ever, with a live producer's message behind it.
+ * The victim frees k records exactly as release() and peek() do, then dies before R2.
+ */
+Test(msg_dead, consumer_dies_before_publishing)
+{
+	for (int k = 1; k <= 2; k++) {
+		struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1024};
+		struct shmring *r;
+		char buf[64];
+		uint32_t type = 0;
+
+		cr_assert_eq(shmring_create_anon(&p, &r), 0);
+		cr_assert_eq(shmring_msg_send(r, "first", 5, 1), 0);
+		cr_assert_eq(shmring_msg_send(r, "second", 6, 2), 0);
+		cr_assert_eq(shmring_msg_send(r, "third", 5, 3), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			for (int i = 0; i < k; i++) {
+				const void *m;
+				uint32_t n;
+				if (shmring_msg_peek(r, &m, &n, NULL) != 0)
+					_exit(2);
+				_shmring_msg_advance(r, r->msg.c.peek_stride);
+				r->msg.c.peek_stride = 0;
+			}
+			_exit(0); /* before _shmring_msg_publish_head() */
+		}
+		cr_assert_eq(tu_wait(pid), 0);
+		/* This handle's position is still the published one: it is the successor. */
+		int n = shmring_msg_recv(r, buf, sizeof(buf), &type);
+		cr_assert_eq(n, k == 1 ? 6 : 5, "k=%d: recv %d", k, n);
+		cr_assert_eq(type, (uint32_t)(k + 1));
+		shmring_close(r);
+	}
+}
+
+/* Found in review: a producer handle broken by a bad consumer position still sent whatever fit
+ * in the room it had cached. */
+Test(msg, broken_producer_refuses)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG, .capacity = 1024};
+	struct shmring *r;
+	char buf[256] = {0};
+	void *w;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(shmring_msg_send(r, buf, 200, 0), 0); /* 192 bytes of cached room */
+	atomic_store(r->cons_pos, 3);				   /* impossible: misaligned */
+	cr_assert_eq(shmring_msg_send(r, buf, 248, 0), -EPROTO);   /* needs a fresh look */
+	cr_assert_eq(shmring_msg_send(r, buf, 100, 0), -EPROTO);   /* fits the cache */
+	cr_assert_eq(shmring_msg_reserve(r, 8, &w), -EPROTO);
+	shmring_close(r);
+}
+
 Test(msg_dead, random_sigkill, .timeout = 120)
 {
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());

@@ -97,6 +97,12 @@ static inline _Atomic uint64_t *_shmring_msg_hdr(struct shmring *r, uint64_t pos
 	return (_Atomic uint64_t *)(void *)(r->data + (pos & r->mask));
 }
 
+/* Internal, MPSC: the consumer block's second word, "freed up to" (_shmring_msg_advance()). */
+static inline _Atomic uint64_t *_shmring_msg_freed(struct shmring *r)
+{
+	return r->cons_pos + 1;
+}
+
 static inline int _shmring_msg_break(struct shmring *r)
 {
 	r->broken = 1;
@@ -272,6 +278,8 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
  */
 static inline int shmring_msg_reserve(struct shmring *r, uint32_t len, void **ptr)
 {
+	if (__builtin_expect(r->broken, 0)) /* found in review: the room cache let calls through */
+		return -EPROTO;
 	if (__builtin_expect(len > shmring_msg_max(r), 0))
 		return r->kind == SHMRING_MSG || r->kind == SHMRING_MSG_MPSC ? -EMSGSIZE : -EINVAL;
 	if (r->kind == SHMRING_MSG)
@@ -441,14 +449,36 @@ static inline void _shmring_msg_advance(struct shmring *r, uint64_t stride)
 		atomic_store_explicit(
 		    hp, _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD | (uint32_t)(stride - 8),
 		    memory_order_relaxed);
-		/* F2, F3: keep the three steps in this order for a successor reading after our
+		/* F2, F3, F4: keep the four steps in this order for a successor reading after our
 		 * death (on x86 stores stay in order; elsewhere this is best effort). */
 		atomic_signal_fence(memory_order_seq_cst);
 		memset((unsigned char *)hp + 8, 0, stride - 8);
 		atomic_signal_fence(memory_order_seq_cst);
+		/* Zeroed up to here: a successor that finds a zero header at the published
+		 * position, with this mark ahead of it, knows the span was freed by a consumer
+		 * that died before R2 (found in review: without it, the zero header read as a
+		 * claim not written yet, for ever). */
+		atomic_store_explicit(_shmring_msg_freed(r), r->c.head + stride,
+				      memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store_explicit(hp, 0, memory_order_relaxed);
 	}
 	r->c.head += stride;
+}
+
+/*
+ * Internal, MPSC consumer: the header at h (our position) reads 0. Returns the position a
+ * predecessor that died between freeing records and publishing its position had zeroed up to,
+ * if its mark says so, or h: nothing to skip (a claim not written yet, or a hostile mark).
+ */
+static inline uint64_t _shmring_msg_freed_to(struct shmring *r, uint64_t h)
+{
+	uint64_t f = atomic_load_explicit(_shmring_msg_freed(r), memory_order_relaxed);
+
+	/* Only [h, tail) can be the freed records of a dead consumer: producers claim at tail. */
+	if (f <= h || (f & 7) || f - h > r->c.tail_cache - h)
+		return h;
+	return f;
 }
 
 /*
@@ -497,6 +527,11 @@ static inline int shmring_msg_peek(struct shmring *r, const void **ptr, uint32_t
 		uint64_t room = cap - (h & r->mask), stride = _shmring_msg_stride(n);
 
 		if (mp && w == 0) { /* claimed, header not written yet */
+			uint64_t f = _shmring_msg_freed_to(r, h);
+			if (f != h) { /* freed by a consumer that died: already zero */
+				r->c.head = f;
+				continue;
+			}
 			rc = -EAGAIN;
 			break;
 		}
@@ -598,7 +633,9 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * and only up to the end of that claim (a next claim, not written yet either, waits for its
  * own round). A zero header that no record names (which only a corrupt or hostile peer makes)
  * asks is_dead(0, arg), which must then say yes only when no live producer can be inside that
- * window; the zeroed span up to the next written header is discarded. Returns 1 if a
+ * window; the zeroed span up to the next written header is discarded. is_dead must never say
+ * yes for a producer that is alive: its late stores (its payload, a short commit's discard
+ * header) land in space the ring has reused, and later records read as corrupt. Returns 1 if a
  * record was discarded, 0 if nothing was stuck or the claimant is alive (and always 0 on SPSC,
  * where a dead producer holds no claim), -EINVAL, -EPROTO. Non-blocking apart from is_dead.
  */
