@@ -8,8 +8,10 @@
  *
  * Input: byte 0: bit 0 MPSC, bit 1 a producer handle too; byte 1: log2 capacity 6 + b % 5;
  * 8 bytes consumer position, 8 bytes producer position; then capacity bytes of data (missing
- * bytes are zero); then (op, offset16, value) triples: op % 6 picks peek+release, recv,
- * recover, a producer send, a byte write into the data, a position write.
+ * bytes are zero); then (op, offset16, value) triples: op % 8 picks peek+release, recv,
+ * recover (is_dead answering from the input), a producer send, a byte write into the data, a
+ * position write, a byte write into the MPSC producers' claim records, and a write of the
+ * consumer's "freed up to" mark near its position (msg.h).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -19,15 +21,17 @@
 #include <shmring/shmring.h>
 
 #include "fuzz_input.h"
+#include "ring/layout.h"
 
 #define CAP_MAX	 1024u
 #define CHECK(c) ((c) ? (void)0 : __builtin_trap())
 
-static int dead_all(uint32_t pid, void *arg)
+/* is_dead for recover: the answer for each pid comes from the op's value byte. */
+static int dead_some(uint32_t pid, void *arg)
 {
-	(void)pid;
-	(void)arg;
-	return 1;
+	uint8_t salt = *(const uint8_t *)arg;
+
+	return ((pid ^ salt) & 1) || salt == 0xff;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	int broken = 0;
 	for (unsigned ops = 0; ops < 256; ops++) {
-		uint8_t op = next8(&in) % 6;
+		uint8_t op = next8(&in) % 8;
 		uint32_t off = next8(&in);
 		off |= (uint32_t)next8(&in) << 8;
 		uint8_t val = next8(&in);
@@ -96,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(rc < 0 || (uint32_t)rc <= off % (CAP_MAX + 1));
 			break;
 		case 2:
-			rc = shmring_msg_recover(r, dead_all, NULL);
+			rc = shmring_msg_recover(r, dead_some, &val);
 			CHECK(rc == 0 || rc == 1 || rc == -EPROTO);
 			break;
 		case 3:
@@ -115,6 +119,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 							      (val & 0x80 ? 0x400 : 0));
 			else
 				atomic_store(r->cons_pos, off);
+			break;
+		case 6: {
+			const struct _shmring_hdr *h = (const struct _shmring_hdr *)mem;
+			uint64_t ro = h->part[_SHMRING_PART_MSGREC].off;
+			uint64_t rs = h->part[_SHMRING_PART_MSGREC].size;
+			if (rs)
+				mem[ro + off % rs] = val;
+			break;
+		}
+		case 7: /* cons_pos + 1: the consumer block's "freed up to" word */
+			atomic_store(r->cons_pos + 1, atomic_load(r->cons_pos) + (off & 0x7ff) -
+							  (val & 0x80 ? 0x400 : 0));
 			break;
 		}
 		if (op <= 2) {
