@@ -354,29 +354,29 @@ static int dup_cloexec(int fd)
 
 /*
  * After a failed create: removes the name (a shm name if shm, else a path) only while it still
- * names the object we made (mine, kept open through keep so that its inode number cannot be
- * reused meanwhile). Someone may have unlinked it and created another ring there since (found
- * in review: a failed creator deleted a restarted service's live ring). A window remains
+ * names the object we made (mine; keep, when the dup succeeded, holds it open so that its inode
+ * number cannot be reused meanwhile). Someone may have unlinked it and created another ring
+ * there since (found in review: a failed creator deleted a restarted service's live ring). The
+ * name is looked at with lstat(), not opened: opening blocks on a FIFO put in its place, and
+ * fails for a mode without read permission (both found in the review of this fix). If even
+ * fstat() of our own fd failed we cannot tell, and remove the name as before. A window remains
  * between the check and the unlink; creating under a temporary name and renaming with
  * RENAME_NOREPLACE would close it.
  */
-static void unlink_if_ours(const char *name, int shm, int keep, const struct stat *mine)
+static void unlink_if_ours(const char *name, int shm, int have_mine, const struct stat *mine)
 {
+	char path[NAME_MAX + 16];
 	struct stat now;
 
-	if (keep < 0)
-		return; /* cannot tell: leave it rather than delete someone else's */
-	int fd = shm ? shm_open(name, O_RDONLY | O_CLOEXEC, 0)
-		     : open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (shm && (size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) >= sizeof(path))
 		return;
-	if (fstat(fd, &now) == 0 && now.st_dev == mine->st_dev && now.st_ino == mine->st_ino) {
-		if (shm)
-			shm_unlink(name);
-		else
-			unlink(name);
-	}
-	close(fd);
+	if (have_mine && (lstat(shm ? path : name, &now) != 0 || now.st_dev != mine->st_dev ||
+			  now.st_ino != mine->st_ino))
+		return;
+	if (shm)
+		shm_unlink(name);
+	else
+		unlink(name);
 }
 
 int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out)
@@ -396,10 +396,12 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
 	if (fd < 0)
 		return -errno;
 	struct stat mine;
-	int keep = fstat(fd, &mine) == 0 ? dup_cloexec(fd) : -1;
+	int have_mine = fstat(fd, &mine) == 0;
+	int keep =
+	    have_mine ? dup_cloexec(fd) : -1; /* pins the inode; failing is no reason to leak */
 	rc = _shmring_sync_opened(create_on_fd(fd, p, out), p->flags, out);
 	if (rc)
-		unlink_if_ours(name, 1, keep, &mine);
+		unlink_if_ours(name, 1, have_mine, &mine);
 	if (keep >= 0)
 		close(keep);
 	return rc;
@@ -446,10 +448,12 @@ int shmring_create_file(const char *path, const struct shmring_params *p, struct
 	if (fd < 0)
 		return -errno;
 	struct stat mine;
-	int keep = fstat(fd, &mine) == 0 ? dup_cloexec(fd) : -1;
+	int have_mine = fstat(fd, &mine) == 0;
+	int keep =
+	    have_mine ? dup_cloexec(fd) : -1; /* pins the inode; failing is no reason to leak */
 	rc = _shmring_sync_opened(create_on_fd(fd, p, out), p->flags, out);
 	if (rc)
-		unlink_if_ours(path, 0, keep, &mine);
+		unlink_if_ours(path, 0, have_mine, &mine);
 	if (keep >= 0)
 		close(keep);
 	return rc;

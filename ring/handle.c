@@ -180,6 +180,9 @@ const char *shmring_strerror(int err)
 		return "stopped by a test hook";
 	case EOPNOTSUPP:
 		return "not supported by this kind of ring or backing";
+	case EMFILE:
+	case ENFILE:
+		return "too many open files";
 	default:
 		return "unknown error";
 	}

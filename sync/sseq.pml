@@ -40,12 +40,12 @@ active proctype waker()
 		pos = k;
 #if defined(SEM) && !defined(SEMSKIP)
 		if
-		:: count > 0 -> seq++; sem = sem + count /* wake_q(): a post per sleeper, no skip */
+		:: count > 0 -> seq++; if :: sem < count -> sem = count :: else -> skip fi /* wake_q(): tokens up to the sleepers counted, no skip */
 		:: else -> skip
 		fi;
 #elif defined(SEM)
 		if
-		:: count > 0 && seq == sseq -> seq++; sem = sem + count
+		:: count > 0 && seq == sseq -> seq++; if :: sem < count -> sem = count :: else -> skip fi
 		:: else -> skip
 		fi;
 #else

@@ -266,7 +266,13 @@ static void wake_q(struct shmring *r, struct _shmring_wq *q, uint32_t v, int for
 			n = 64;
 		if (!sem_sane(&q->sem))
 			return;
-		for (uint32_t i = 0; i < n; i++) {
+		/* Tokens up to the sleepers counted, not one more per publish: with no skip on this
+		 * back-end, posting n each time piled tokens up, and waits spun through them (found
+		 * in review; worst with a count left by a sleeper that died). */
+		int have = 0;
+		if (sem_getvalue(&q->sem, &have) != 0 || have < 0)
+			have = 0;
+		for (uint32_t i = (uint32_t)have; i < n; i++) {
 			sem_post(&q->sem);
 			COUNT(r, wake_syscalls);
 		}
@@ -652,8 +658,14 @@ int shmring_claim(struct shmring *r, uint32_t role_flags)
 		/* All or nothing: a producer claim made by this call goes again (found in
 		 * review: it stayed, read alive, and nothing would drop it). */
 		if (rc && (role_flags & SHMRING_F_PRODUCER) &&
-		    !(r->sync->roles & SHMRING_F_PRODUCER))
+		    !(r->sync->roles & SHMRING_F_PRODUCER)) {
+			/* Under claims_mu, as the claim was: a fork between the close of the lock
+			 * fd and forgetting it would have the child close whatever reused that
+			 * number. */
+			pthread_mutex_lock(&claims_mu);
 			drop_role(r, _SHMRING_ROLE_PROD);
+			pthread_mutex_unlock(&claims_mu);
+		}
 	}
 	if (!rc)
 		r->sync->roles |= (int)role_flags;

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -208,4 +209,33 @@ Test(backing, strerror_names_every_documented_error)
 
 	for (unsigned i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
 		cr_assert_str_neq(shmring_strerror(-errs[i]), "unknown error", "errno %d", errs[i]);
+}
+
+/* Found in review of the create fix: with no descriptor left for its dup, a failed create left
+ * its ring behind under the name (the claim that failed needs a descriptor too). */
+Test(backing, failed_create_out_of_descriptors_leaves_nothing)
+{
+	const char *name = tu_shm_name("emfile");
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct shmring_params p = tu_params(8, 64);
+		struct shmring *r;
+		int lowest = dup(0);
+		struct rlimit rl;
+
+		if (lowest < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		close(lowest);
+		rl.rlim_cur = (rlim_t)lowest + 1; /* exactly one descriptor free: shm_open's */
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		p.flags = SHMRING_F_PRODUCER;
+		int rc = shmring_create(name, &p, &r);
+		_exit(rc == 0 ? 3 : tu_shm_exists(name) ? 4 : 0);
+	}
+	int st = tu_wait(pid);
+	cr_assert_neq(st, 3, "the create succeeded: nothing tested");
+	cr_assert_neq(st, 4, "the failed create left its ring under the name");
+	cr_assert_eq(st, 0);
 }

@@ -911,6 +911,55 @@ Test(msg_dead, consumer_dies_before_publishing)
 	}
 }
 
+/*
+ * Found in review of the fix above: a consumer that died between its mark and the last
+ * header's zeroing left that header saying DISCARD, and the successor skipped it without
+ * clearing it: free space that reads as a header, which a lap later sat inside a live claim.
+ */
+Test(msg_dead, consumer_dies_between_mark_and_header)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1024};
+	struct shmring *r;
+	char buf[64];
+	uint32_t type = 0;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	cr_assert_eq(shmring_msg_send(r, "first", 5, 1), 0);
+	cr_assert_eq(shmring_msg_send(r, "second", 6, 2), 0);
+	cr_assert_eq(shmring_msg_send(r, "third", 5, 3), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		const void *m;
+		uint32_t n;
+		if (shmring_msg_peek(r, &m, &n, NULL) != 0)
+			_exit(2);
+		_shmring_msg_advance(r, r->msg.c.peek_stride); /* "first", all of it */
+		if (shmring_msg_peek(r, &m, &n, NULL) != 0)
+			_exit(3);
+		/* "second" as _shmring_msg_advance() frees it, up to the mark: then death */
+		uint64_t h = r->c.head, stride = r->msg.c.peek_stride;
+		atomic_store(_shmring_msg_hdr(r, h),
+			     _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD | (uint32_t)(stride - 8));
+		memset(r->data + (h & r->mask) + 8, 0, stride - 8);
+		atomic_store(_shmring_msg_freed(r), h + stride);
+		_exit(0);
+	}
+	cr_assert_eq(tu_wait(pid), 0);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 5);
+	cr_assert_eq(type, 3);
+	/* Everything consumed is free space now, and free space reads 0. */
+	uint64_t end = atomic_load(r->cons_pos);
+	for (uint64_t i = 0; i < end; i++)
+		cr_assert_eq(r->data[i], 0, "byte %llu of free space is %#x", (unsigned long long)i,
+			     r->data[i]);
+	/* Laps later the ring still works. */
+	for (int i = 0; i < 200; i++) {
+		cr_assert_eq(shmring_msg_send(r, "lap", 3, 4), 0);
+		cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 3, "lap %d", i);
+	}
+	shmring_close(r);
+}
+
 /* Found in review: a producer handle broken by a bad consumer position still sent whatever fit
  * in the room it had cached. */
 Test(msg, broken_producer_refuses)

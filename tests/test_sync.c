@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -928,6 +929,71 @@ static double replay_stale_sleeper(int sem)
 	shmring_close(pr);
 	munmap(mem, (size_t)sz);
 	return slept;
+}
+
+/*
+ * Found in review of the fix above: with no skip, the semaphore back-end posted a token per
+ * registered sleeper on every publish, and tokens piled up (35,816 posts for 37 sleeps). Wakes
+ * must stay in proportion to sleeps, on both back-ends.
+ */
+struct pile {
+	struct shmring *c;
+	int n;
+};
+
+static void *pile_consumer(void *a)
+{
+	struct pile *pl = a;
+	uint64_t v;
+
+	for (int i = 0; i < pl->n; i++)
+		if (shmring_spsc_pop_wait(pl->c, &v, NULL) != 0)
+			break;
+	return NULL;
+}
+
+static void wakes_follow_sleeps(int sem)
+{
+	struct shmring_params p = params(8, 4096, sem), e = {.kind = SHMRING_SPSC};
+	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
+	struct shmring *pr, *co;
+	struct shmring_stats ps, cs;
+	size_t len;
+	pthread_t th;
+
+	cr_assert_eq(shmring_create_anon(&p, &pr), 0);
+	cr_assert_eq(shmring_attach(shmring_base(pr, &len), len, &e, &co), 0);
+	shmring_set_wait_policy(co, &pol);
+	struct pile pl = {co, 20 * 2000};
+	cr_assert_eq(pthread_create(&th, NULL, pile_consumer, &pl), 0);
+	for (int round = 0; round < 20; round++) {
+		usleep(2000); /* the consumer is asleep by now */
+		for (uint64_t i = 0; i < 2000; i++)
+			while (shmring_spsc_push(pr, &i) == -EAGAIN)
+				sched_yield();
+	}
+	pthread_join(th, NULL);
+	cr_assert_eq(shmring_stats(pr, &ps), 0);
+	cr_assert_eq(shmring_stats(co, &cs), 0);
+	/* A sleep is about one wait system call; the old code made hundreds per sleep, each one
+	 * taking a token and finding nothing. */
+	cr_assert_leq(cs.wait_syscalls, 4 * cs.sleeps + 64,
+		      "%s: %llu wait system calls for %llu sleeps (%llu wakes)",
+		      sem ? "sem" : "futex", (unsigned long long)cs.wait_syscalls,
+		      (unsigned long long)cs.sleeps, (unsigned long long)ps.wake_syscalls);
+	cr_assert_leq(ps.wake_syscalls, 4 * cs.sleeps + 64);
+	shmring_close(co);
+	shmring_close(pr);
+}
+
+Test(sync, wakes_follow_sleeps_sem, .timeout = 60)
+{
+	wakes_follow_sleeps(1);
+}
+
+Test(sync, wakes_follow_sleeps_futex, .timeout = 60)
+{
+	wakes_follow_sleeps(0);
 }
 
 Test(sync, stale_registrant_woken_sem, .timeout = 30)

@@ -467,6 +467,22 @@ static inline void _shmring_msg_advance(struct shmring *r, uint64_t stride)
 }
 
 /*
+ * Internal, MPSC consumer: zeroes positions [h, f) of the data, in two pieces if they wrap. A
+ * consumer that died after its mark may have left its last record's discard header (found in
+ * review of the mark: skipped without clearing, it stayed in free space and a lap later read
+ * as a header inside a live claim). No producer can claim these bytes: they lie below the
+ * published position plus the capacity.
+ */
+static inline void _shmring_msg_zero_span(struct shmring *r, uint64_t h, uint64_t f)
+{
+	uint64_t at = h & r->mask, n = f - h, first = r->capacity - at < n ? r->capacity - at : n;
+
+	memset(r->data + at, 0, first);
+	if (n > first)
+		memset(r->data, 0, n - first);
+}
+
+/*
  * Internal, MPSC consumer: the header at h (our position) reads 0. Returns the position a
  * predecessor that died between freeing records and publishing its position had zeroed up to,
  * if its mark says so, or h: nothing to skip (a claim not written yet, or a hostile mark).
@@ -528,7 +544,8 @@ static inline int shmring_msg_peek(struct shmring *r, const void **ptr, uint32_t
 
 		if (mp && w == 0) { /* claimed, header not written yet */
 			uint64_t f = _shmring_msg_freed_to(r, h);
-			if (f != h) { /* freed by a consumer that died: already zero */
+			if (f != h) { /* freed by a consumer that died before R2 */
+				_shmring_msg_zero_span(r, h, f);
 				r->c.head = f;
 				continue;
 			}
