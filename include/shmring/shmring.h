@@ -56,7 +56,11 @@ enum shmring_kind {
  * Roles and sleep/wake back-end (see shmring/sync.h). A role flag at create or open makes the
  * handle hold a claim on that role for peer liveness (shmring_peer_alive, -EPIPE); a handle
  * with no role flag holds no claim. SHMRING_F_SEMAPHORE, at creation only, selects the POSIX
- * semaphore back-end instead of futexes; it is recorded in the header (ignored at open).
+ * semaphore back-end instead of futexes; it is recorded in the header (ignored at open). Its
+ * tokens go to any sleeper: when sleepers of one queue wait for different amounts (MPSC
+ * producers sending different sizes), one that cannot go on may take the token another needed,
+ * which then waits until its sleep slice ends (100 ms by default). The futex back-end wakes
+ * every sleeper and has no such delay.
  */
 #define SHMRING_F_PRODUCER  (1u << 8)
 #define SHMRING_F_CONSUMER  (1u << 9)
