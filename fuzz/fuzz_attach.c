@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_attach: the input is a whole segment, as a hostile or broken peer could have left it.
+ * The kind the caller expects is the one the input's header names, if it is MPMC or a message
+ * ring, and SPSC otherwise, so that every kind's validation and operations meet any bytes.
  *
  * shmring_attach() must either refuse it with a negative errno or return a handle whose every
  * operation stays inside the input (ASan sees the exact input size) and ends. The bytes after
@@ -128,9 +130,111 @@ static void one_op(struct shmring *r, uint8_t op, unsigned char *scratch)
 		__builtin_trap();
 }
 
+/* One MPMC operation: the ring may be anything that passed attach. */
+static void one_mpmc_op(struct shmring *r, uint8_t op, unsigned char *scratch)
+{
+	unsigned n = (op >> 3) % (SCRATCH_ELEMS + 1);
+	int rc;
+
+	switch (op & 7) {
+	case 0:
+		rc = shmring_mpmc_push(r, scratch);
+		break;
+	case 1:
+		rc = shmring_mpmc_pop(r, scratch);
+		break;
+	case 2:
+		rc = shmring_mpmc_push_burst(r, scratch, n);
+		break;
+	case 3:
+		rc = shmring_mpmc_pop_burst(r, scratch, n);
+		break;
+	case 4:
+		rc = shmring_mpmc_push_bulk(r, scratch, n);
+		break;
+	case 5:
+		rc = shmring_mpmc_pop_bulk(r, scratch, n);
+		break;
+	case 6:
+		rc = shmring_mpmc_recover(r);
+		break;
+	default: {
+		int64_t sz = shmring_mpmc_size(r);
+		if (sz > (int64_t)shmring_capacity(r) && sz != -EPROTO)
+			__builtin_trap();
+		return;
+	}
+	}
+	if (rc < 0 && rc != -EAGAIN && rc != -EPROTO && rc != -EINVAL)
+		__builtin_trap();
+}
+
+static int all_dead(uint32_t pid, void *arg)
+{
+	(void)pid, (void)arg;
+	return 1;
+}
+
+/* One message-ring operation; records handed out must lie inside the input. */
+static void one_msg_op(struct shmring *r, uint8_t op, unsigned char *scratch, size_t room)
+{
+	uint32_t len = (uint32_t)((op >> 3) * 37u % (room + 1));
+	const void *p;
+	void *w;
+	uint32_t n;
+	int rc;
+
+	switch (op & 7) {
+	case 0:
+		rc = shmring_msg_send(r, scratch, len, op);
+		break;
+	case 1:
+		rc = shmring_msg_recv(r, scratch, (uint32_t)room, NULL);
+		if (rc > (int)room)
+			__builtin_trap();
+		break;
+	case 2:
+		rc = shmring_msg_peek(r, &p, &n, NULL);
+		if (rc == 0) {
+			in_bounds(p, n);
+			unsigned char x = 0;
+			for (uint32_t i = 0; i < n; i++)
+				x ^= ((const unsigned char *)p)[i];
+			scratch[0] ^= x;
+			if (shmring_msg_release(r) != 0)
+				__builtin_trap();
+		}
+		break;
+	case 3:
+	case 4:
+		rc = shmring_msg_reserve(r, len, &w);
+		if (rc == 0) {
+			in_bounds(w, len);
+			memset(w, 0x5a, len);
+			rc = (op & 7) == 3 ? shmring_msg_commit(r, len / 2, 1)
+					   : shmring_msg_abort(r);
+		}
+		break;
+	case 5:
+		rc = shmring_msg_recover(r, all_dead, NULL);
+		break;
+	default:
+		return;
+	}
+	if (rc < 0 && rc != -EAGAIN && rc != -EPROTO && rc != -EINVAL && rc != -EMSGSIZE &&
+	    rc != -EOWNERDEAD && rc != -EUSERS && rc != -EBUSY)
+		__builtin_trap();
+}
+
 static void try_attach(unsigned char *mem, size_t len)
 {
 	struct shmring_params expect = {.kind = SHMRING_SPSC};
+
+	if (len >= _SHMRING_HDR_SIZE) {
+		uint32_t k = ((const struct _shmring_hdr *)mem)->kind;
+		if (k == SHMRING_MPMC || k == SHMRING_MSG || k == SHMRING_MSG_MPSC)
+			expect.kind = k;
+	}
 	struct shmring *r = NULL, *r2 = NULL;
 
 	int rc = shmring_attach(mem, len, &expect, &r);
@@ -145,13 +249,15 @@ static void try_attach(unsigned char *mem, size_t len)
 	}
 	uint64_t cap = shmring_capacity(r);
 	uint32_t es = shmring_elem_size(r);
-	if (!cap || (cap & (cap - 1)) || cap > SHMRING_CAPACITY_MAX || !es || es > SHMRING_ELEM_MAX)
+	int msg = expect.kind == SHMRING_MSG || expect.kind == SHMRING_MSG_MPSC;
+	if (!cap || (cap & (cap - 1)) || (!msg && cap > SHMRING_CAPACITY_MAX) ||
+	    (!msg && (!es || es > SHMRING_ELEM_MAX)))
 		__builtin_trap();
 	lo = mem;
 	hi = mem + len;
 
-	size_t total = (size_t)shmring_memsize(
-	    &(struct shmring_params){.kind = SHMRING_SPSC, .elem_size = es, .capacity = cap});
+	size_t total = (size_t)shmring_memsize(&(struct shmring_params){
+	    .kind = expect.kind, .elem_size = msg ? 0 : es, .capacity = cap});
 	if (total > len)
 		__builtin_trap();
 	const uint8_t *script = default_script;
@@ -162,13 +268,22 @@ static void try_attach(unsigned char *mem, size_t len)
 	}
 	/* The script lives in the input, which the ring may not write: copy it out first. */
 	uint8_t *ops = malloc(nscript);
-	unsigned char *scratch = calloc(SCRATCH_ELEMS, es);
+	size_t room = msg ? shmring_msg_max(r) : 0;
+	unsigned char *scratch = msg ? calloc(1, room + 1) : calloc(SCRATCH_ELEMS, es);
 	if (!ops || !scratch)
 		__builtin_trap();
 	memcpy(ops, script, nscript);
 	if (nscript > 256)
 		nscript = 256;
 	for (size_t i = 0; i < nscript; i++) {
+		if (expect.kind == SHMRING_MPMC) {
+			one_mpmc_op(r, ops[i], scratch);
+			continue;
+		}
+		if (msg) {
+			one_msg_op(r, ops[i], scratch, room);
+			continue;
+		}
 		if ((ops[i] & 15) == 12 && !r2) {
 			if (shmring_attach(mem, len, &expect, &r2) == 0)
 				one_op(r2, ops[i] >> 4, scratch);
