@@ -14,7 +14,10 @@ PKGS=(libck-dev dpdk-dev libboost-dev liburcu-dev libzmq3-dev gnuplot-nox pkg-co
 if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null && [[ -z ${SHMRING_BENCH_NO_INSTALL:-} ]]; then
 	missing=()
 	for p in "${PKGS[@]}" libiceoryx-binding-c-dev iceoryx; do
-		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+		# Installed, not merely known: dpkg -s also succeeds for a removed package whose
+		# configuration files remain.
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
 	done
 	if ((${#missing[@]})); then
 		echo "bench.sh: installing ${missing[*]}" >&2

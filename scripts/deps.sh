@@ -15,7 +15,10 @@ need_pkgs() {
 	fi
 	echo ">> installing ${missing[*]}" >&2
 	if [ -z "${SHMRING_APT_UPDATED:-}" ]; then
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+		# A failed update is said here, not left to surface as a missing package later.
+		if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2; then
+			echo "apt-get update failed: trying the install with the lists there are" >&2
+		fi
 		export SHMRING_APT_UPDATED=1
 	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
