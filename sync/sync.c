@@ -254,7 +254,7 @@ static void wake_q(struct shmring *r, struct _shmring_wq *q, uint32_t v, int for
 	/* seq moved since the last registrant read it: all of them are awake, because a futex
 	 * sleeper whose seq is stale returns at once. A semaphore sleeper compares nothing, and
 	 * one that registered with the old seq sleeps on (found in review: up to a slice late),
-	 * so on that back-end every wake posts. */
+	 * so on that back-end there is no skip (the posts below are capped instead). */
 	if (!force && !r->sync->sem &&
 	    (s & 0xffffu) != (v & _SHMRING_WQ_SSEQ) >> _SHMRING_WQ_SSEQ_SHIFT)
 		return;

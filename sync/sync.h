@@ -47,8 +47,9 @@
  *
  * The skip (a waker that finds seq moved since the last registrant read it does not wake) is
  * for the futex back-end only: FUTEX_WAIT(seq, s) returns at once for a registrant whose s is
- * old, but sem_clockwait() compares nothing, so the semaphore back-end posts on every wake
- * that finds sleepers (sync/sseq.pml -DSEM).
+ * old, but sem_clockwait() compares nothing, so the semaphore back-end has no skip: every wake
+ * that finds sleepers posts the tokens missing up to the number of sleepers counted
+ * (sync/sseq.pml -DSEM).
  *
  * Use by a ring kind (see sync/spsc_wait.c): try the non-blocking operation; on -EAGAIN call
  * _shmring_wait() with a ready() predicate that re-checks the condition; retry on 0.

@@ -53,7 +53,8 @@
 #define _SHMRING_MSG_BUSY    (1u << 31)
 #define _SHMRING_MSG_LEN     (_SHMRING_MSG_VALID - 1)
 
-/* Producer claim records of an MPSC ring: handles beyond this many claim unattributed. */
+/* Producer claim records of an MPSC ring: at most this many producing handles; beyond that,
+ * reserve and send say -EUSERS. */
 #define SHMRING_MSG_PRODUCERS 64
 
 /*
@@ -377,7 +378,8 @@ static inline int shmring_msg_abort(struct shmring *r)
 
 /*
  * Producer. Copies a message of len bytes with this type tag into the ring. Returns 0,
- * -EAGAIN (no room), -EMSGSIZE, -EINVAL, -EUSERS (as reserve), -EPROTO. Non-blocking.
+ * -EAGAIN (no room), -EMSGSIZE, -EINVAL, -EUSERS (as reserve), -EBUSY (MPSC: a reservation of
+ * this handle is open), -EPROTO. Non-blocking.
  */
 static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t len, uint32_t type)
 {
@@ -394,7 +396,7 @@ static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t 
 /*
  * Producer. Sends up to n messages (in order; SPSC publishes them with one store). Returns how
  * many were sent (1..n), 0 when n is 0, or the error of the first one (-EAGAIN, -EMSGSIZE,
- * -EINVAL, -EPROTO). Non-blocking.
+ * -EINVAL, -EUSERS, -EBUSY, -EPROTO). Non-blocking.
  */
 static inline int shmring_msg_send_burst(struct shmring *r, const struct shmring_msgvec *v,
 					 unsigned n)

@@ -131,13 +131,15 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 
-/* Removes a POSIX shm name. Mappings stay valid until closed. Returns 0, -ENOENT, -EINVAL. */
+/* Removes a POSIX shm name, and its event FIFO (<name>.ev in /dev/shm) if there is one.
+ * Mappings stay valid until closed. Returns 0, -ENOENT, -EINVAL, or another -errno. */
 int shmring_unlink(const char *name);
 
 /* Same as shmring_create/open over a regular file, opened with O_NOFOLLOW. */
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out);
 int shmring_open_file(const char *path, const struct shmring_params *expect, struct shmring **out);
-/* Removes a ring file (unlink(2), refusing an empty path). Returns 0 or -errno. */
+/* Removes a ring file (unlink(2), refusing an empty path), and its event FIFO (<path>.ev) if
+ * there is one. Returns 0 or -errno. */
 int shmring_unlink_file(const char *path);
 
 /*
