@@ -131,31 +131,6 @@ Test(backing, opener_maps_only_the_ring)
 	shmring_close(r);
 }
 
-/* 1 if the mapping holding addr is locked (VmFlags "lo"), 0 if not, -1 unknown. */
-static int locked(const void *addr)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	int in = 0, res = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
-		    strchr(line, '-') < strchr(line, ' ')) {
-			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-			continue;
-		}
-		if (in && !strncmp(line, "VmFlags:", 8)) {
-			res = strstr(line + 8, " lo") != NULL;
-			break;
-		}
-	}
-	fclose(f);
-	return res;
-}
-
 /* Found in review: a fork child inherited the registry entry saying MLOCK, though the kernel
  * does not lock the child's copy; its open with MLOCK then locked nothing and said it had. */
 Test(backing, fork_child_mlock_is_real)
@@ -169,7 +144,8 @@ Test(backing, fork_child_mlock_is_real)
 	if (rc == -EPERM || rc == -ENOMEM)
 		cr_skip_test("mlock refused here (RLIMIT_MEMLOCK): %s", shmring_strerror(rc));
 	cr_assert_eq(rc, 0);
-	if (locked(shmring_base(r, NULL)) != 1) { /* AddressSanitizer makes mlock() a no-op */
+	if (tu_has_vmflag(shmring_base(r, NULL), "lo") !=
+	    1) { /* AddressSanitizer makes mlock() a no-op */
 		shmring_close(r);
 		cr_skip_test("mlock() succeeds here without locking");
 	}
@@ -178,7 +154,7 @@ Test(backing, fork_child_mlock_is_real)
 		struct shmring *q;
 		if (shmring_open(name, &p, &q) != 0)
 			_exit(2);
-		int lo = locked(shmring_base(q, NULL));
+		int lo = tu_has_vmflag(shmring_base(q, NULL), "lo");
 		int says = (shmring_hints(q) & SHMRING_F_MLOCK) != 0;
 		_exit(lo == says ? 0 : 1); /* locked and saying so, or neither */
 	}

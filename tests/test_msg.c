@@ -878,18 +878,25 @@ static int killed_dead(uint32_t pid, void *arg)
  * reads as a claim not written yet: -EAGAIN for ever, with a live producer's message behind it.
  * The victim frees k records exactly as release() and peek() do, then dies before R2.
  */
+/* An MPSC ring holding "first", "second" and "third" (types 1, 2, 3). */
+static struct shmring *three_messages(void)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1024};
+	struct shmring *r;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	cr_assert_eq(shmring_msg_send(r, "first", 5, 1), 0);
+	cr_assert_eq(shmring_msg_send(r, "second", 6, 2), 0);
+	cr_assert_eq(shmring_msg_send(r, "third", 5, 3), 0);
+	return r;
+}
+
 Test(msg_dead, consumer_dies_before_publishing)
 {
 	for (int k = 1; k <= 2; k++) {
-		struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1024};
-		struct shmring *r;
+		struct shmring *r = three_messages();
 		char buf[64];
 		uint32_t type = 0;
-
-		cr_assert_eq(shmring_create_anon(&p, &r), 0);
-		cr_assert_eq(shmring_msg_send(r, "first", 5, 1), 0);
-		cr_assert_eq(shmring_msg_send(r, "second", 6, 2), 0);
-		cr_assert_eq(shmring_msg_send(r, "third", 5, 3), 0);
 		pid_t pid = fork();
 		if (pid == 0) {
 			for (int i = 0; i < k; i++) {
@@ -918,15 +925,9 @@ Test(msg_dead, consumer_dies_before_publishing)
  */
 Test(msg_dead, consumer_dies_between_mark_and_header)
 {
-	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1024};
-	struct shmring *r;
+	struct shmring *r = three_messages();
 	char buf[64];
 	uint32_t type = 0;
-
-	cr_assert_eq(shmring_create_anon(&p, &r), 0);
-	cr_assert_eq(shmring_msg_send(r, "first", 5, 1), 0);
-	cr_assert_eq(shmring_msg_send(r, "second", 6, 2), 0);
-	cr_assert_eq(shmring_msg_send(r, "third", 5, 3), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
 		const void *m;

@@ -586,11 +586,5 @@ Test(race, two_creators, .timeout = 120)
 /* In the runner, after every worker has ended: what a crashed worker could not clean up. */
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
-	int n = tu_sweep_dead();
-	/* Said, so that a leak (not only a crashed worker's leftovers) shows in the log. */
-	if (n)
-		fprintf(stderr,
-			"removed %d shmring-test object(s) left by dead processes "
-			"(%zu test(s) crashed)\n",
-			n, stats->tests_crashed);
+	tu_sweep_report(stats->tests_crashed);
 }

@@ -277,6 +277,17 @@ int tu_sweep_dead(void)
 	return sweep_dir("/dev/shm", 1) + sweep_dir("/tmp", 0);
 }
 
+void tu_sweep_report(size_t tests_crashed)
+{
+	int n = tu_sweep_dead();
+
+	if (n)
+		fprintf(stderr,
+			"removed %d shmring-test object(s) left by dead processes (%zu test(s) "
+			"crashed)\n",
+			n, tests_crashed);
+}
+
 unsigned char tu_msg_byte(uint32_t id, uint64_t seq, uint32_t i)
 {
 	uint64_t x = (seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)id << 40) ^ (i * 0xff51afd7ull);

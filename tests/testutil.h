@@ -55,6 +55,9 @@ struct timespec tu_in_ms(uint64_t ms);
  * a sanitizer report or a crash ends a process without running atexit. Criterion's runner
  * calls it once every test has ended. Returns how many it removed. */
 int tu_sweep_dead(void);
+/* For a suite's POST_ALL hook: tu_sweep_dead(), saying on stderr what it removed, so that a
+ * leak (not only a crashed worker's leftovers) shows in the log. */
+void tu_sweep_report(size_t tests_crashed);
 
 /*
  * A death at every instruction (x86-64 only; tu_step_supported() says). The parent calls
