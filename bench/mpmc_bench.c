@@ -27,7 +27,9 @@
  * counters arrive in increasing order and that no value is invented. A run that fails the
  * check is reported as FAILED, never averaged in.
  *
- * Usage: mpmc_bench [--quick] [--window MS] [--rounds N]
+ * Usage: mpmc_bench [--quick] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
+ * --only keeps the configurations whose name ("2/2 procs b=32 spin") contains SUBSTR;
+ * --shmring-only skips the peers (to compare two builds of shmring run one after the other).
  */
 #include <ck_ring.h>
 #include <pthread.h>
@@ -299,6 +301,18 @@ static double run_once(enum kind k, int np, int nc, unsigned b, double window)
 	return (double)atomic_load(&sh->popped) / dt / 1e6;
 }
 
+struct cfg {
+	int np, nc, threads;
+	unsigned b;
+	int spin;
+};
+
+static void cfg_name(const struct cfg *c, char *name)
+{
+	snprintf(name, 40, "%d/%d %s b=%u %s", c->np, c->nc, c->threads ? "threads" : "procs", c->b,
+		 c->spin ? "spin" : "yield");
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -309,7 +323,8 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	double window = 0.3;
-	int rounds = 7, quick = 0;
+	int rounds = 7, quick = 0, only_ours = 0;
+	const char *only = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
@@ -318,8 +333,13 @@ int main(int argc, char **argv)
 			window = atof(argv[++i]) / 1000.0;
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
+		else if (!strcmp(argv[i], "--shmring-only"))
+			only_ours = 1;
 		else {
-			fprintf(stderr, "usage: mpmc_bench [--quick] [--window MS] [--rounds N]\n");
+			fprintf(stderr, "usage: mpmc_bench [--quick] [--window MS] [--rounds N] "
+					"[--only SUBSTR] [--shmring-only]\n");
 			return 2;
 		}
 	}
@@ -335,31 +355,37 @@ int main(int argc, char **argv)
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		return 1;
-	struct cfg {
-		int np, nc, threads;
-		unsigned b;
-		int spin;
-	} all[] = {{1, 1, 0, 1, 0}, {1, 1, 0, 32, 0}, {2, 2, 0, 1, 0}, {2, 2, 0, 32, 0},
-		   {4, 4, 0, 1, 0}, {4, 4, 0, 32, 0}, {4, 4, 1, 1, 0}, {4, 4, 1, 32, 0},
-		   {1, 1, 0, 1, 1}, {1, 1, 0, 32, 1}, {2, 2, 0, 1, 1}, {2, 2, 0, 32, 1},
-		   {4, 4, 0, 1, 1}, {4, 4, 0, 32, 1}, {4, 4, 1, 1, 1}, {4, 4, 1, 32, 1}},
-	  few[] = {{1, 1, 0, 1, 0},  {1, 1, 0, 32, 0}, {4, 4, 1, 1, 0},
-		   {4, 4, 1, 32, 0}, {4, 4, 1, 1, 1},  {4, 4, 1, 32, 1}};
+	struct cfg all[] = {{1, 1, 0, 1, 0}, {1, 1, 0, 32, 0}, {2, 2, 0, 1, 0}, {2, 2, 0, 32, 0},
+			    {4, 4, 0, 1, 0}, {4, 4, 0, 32, 0}, {4, 4, 1, 1, 0}, {4, 4, 1, 32, 0},
+			    {1, 1, 0, 1, 1}, {1, 1, 0, 32, 1}, {2, 2, 0, 1, 1}, {2, 2, 0, 32, 1},
+			    {4, 4, 0, 1, 1}, {4, 4, 0, 32, 1}, {4, 4, 1, 1, 1}, {4, 4, 1, 32, 1}},
+		   few[] = {{1, 1, 0, 1, 0},  {1, 1, 0, 32, 0}, {4, 4, 1, 1, 0},
+			    {4, 4, 1, 32, 0}, {4, 4, 1, 1, 1},	{4, 4, 1, 32, 1}};
 	enum { NALL = sizeof(all) / sizeof(all[0]), NFEW = sizeof(few) / sizeof(few[0]) };
-	struct cfg *cfg = quick ? few : all;
-	int ncfg = quick ? NFEW : NALL;
+	struct cfg *from = quick ? few : all, cfg[NALL];
+	int ncfg = 0, nk = only_ours ? 1 : K_N;
 	static double res[NALL][K_N][99];
 
+	for (int c = 0; c < (quick ? NFEW : NALL); c++) {
+		char name[40];
+		cfg_name(&from[c], name);
+		if (!only || strstr(name, only))
+			cfg[ncfg++] = from[c];
+	}
+	if (ncfg == 0) {
+		fprintf(stderr, "mpmc_bench: no configuration matches --only %s\n", only);
+		return 2;
+	}
 	fprintf(stderr, "mpmc_bench: %d configurations x %d contenders x %d rounds of %.0f ms\n",
-		ncfg, K_N, rounds, window * 1000);
+		ncfg, nk, rounds, window * 1000);
 	for (int rd = 0; rd < rounds; rd++) {
 		for (int c = 0; c < ncfg; c++) {
 			use_threads = cfg[c].threads;
 			spin_idle = cfg[c].spin;
-			for (int k = 0; k < K_N; k++) {
+			for (int k = 0; k < nk; k++) {
 				/* Rotate the order within a round so that no contender always runs
 				 * right after the same one. */
-				int kk = (k + rd) % K_N;
+				int kk = (k + rd) % nk;
 				res[c][kk][rd] =
 				    run_once((enum kind)kk, cfg[c].np, cfg[c].nc, cfg[c].b, window);
 			}
@@ -374,17 +400,15 @@ int main(int argc, char **argv)
 	       "spin on a pause)\n",
 	       rounds, window * 1000, ncpu, CAP, ncpu);
 	printf("%-24s", "P/C, kind, burst, idle");
-	for (int k = 0; k < K_N; k++)
+	for (int k = 0; k < nk; k++)
 		printf(" %21s", kname[k]);
-	printf("  shmring/best peer\n");
+	printf("%s\n", nk > 1 ? "  shmring/best peer" : "");
 	for (int c = 0; c < ncfg; c++) {
 		char name[40];
-		snprintf(name, sizeof(name), "%d/%d %s b=%u %s", cfg[c].np, cfg[c].nc,
-			 cfg[c].threads ? "threads" : "procs", cfg[c].b,
-			 cfg[c].spin ? "spin" : "yield");
+		cfg_name(&cfg[c], name);
 		printf("%-24s", name);
 		double med[K_N], peer = 0;
-		for (int k = 0; k < K_N; k++) {
+		for (int k = 0; k < nk; k++) {
 			double v[99];
 			int n = 0, failed = 0;
 			for (int rd = 0; rd < rounds; rd++) {
@@ -406,7 +430,9 @@ int main(int argc, char **argv)
 			if (k != K_SHMRING && med[k] > peer)
 				peer = med[k];
 		}
-		if (peer > 0)
+		if (nk == 1)
+			printf("\n");
+		else if (peer > 0)
 			printf("  %.2fx\n", med[K_SHMRING] / peer);
 		else
 			printf("  -\n");
