@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../sync/sync.h"
 #include "internal.h"
 
 enum {
@@ -149,14 +150,25 @@ static uint64_t self_owner(void)
 static shmring_mpmc_alive_fn alive_default;
 static void *alive_default_arg;
 
-/* 1 alive, 0 dead. A process we cannot see for lack of permission counts as alive. */
-static int owner_alive(struct shmring *r, uint64_t owner)
+/*
+ * Owner word flag: the owner holds its record's OFD lock (sync/sync.h, _shmring_rec_lock()) from
+ * before it wrote this word until after it cleared it, so the record's owner is alive exactly
+ * while the lock is held. Bit 31 of the pid half: Linux pids stay below 2^22.
+ */
+#define OWNER_LOCKED (1ull << 31)
+
+static int hooked(const struct shmring *r)
 {
-	if (r->m.alive)
-		return r->m.alive(owner, r->m.alive_arg) != 0;
-	if (alive_default)
-		return alive_default(owner, alive_default_arg) != 0;
-	pid_t pid = (pid_t)(uint32_t)owner;
+	return r->m.alive || alive_default;
+}
+
+/* By pid and start time, as this process sees them: wrong across pid or time namespaces (a
+ * pid means another process there, and start times are shifted), so only for owners that hold
+ * no lock, or when we cannot see locks. 1 alive, 0 dead; a process we cannot see for lack of
+ * permission counts as alive. */
+static int pid_alive(const struct shmring *r, uint64_t owner)
+{
+	pid_t pid = (pid_t)(uint32_t)(owner & ~OWNER_LOCKED);
 	if (pid <= 0)
 		return 0;
 	if (pid == getpid())
@@ -168,6 +180,46 @@ static int owner_alive(struct shmring *r, uint64_t owner)
 	if (gone)
 		return 0;
 	return st == 0 || st == (uint32_t)(owner >> 32);
+}
+
+/* Whether owner, which record i names, is alive: 1 alive, 0 dead. */
+static int owner_alive(struct shmring *r, int i, uint64_t owner)
+{
+	if (r->m.alive)
+		return r->m.alive(owner, r->m.alive_arg) != 0;
+	if (alive_default)
+		return alive_default(owner, alive_default_arg) != 0;
+	if (owner & OWNER_LOCKED) {
+		int held = _shmring_rec_locked(r, (unsigned)i);
+		if (held >= 0)
+			return held;
+	}
+	return pid_alive(r, owner);
+}
+
+/*
+ * Before taking record i over (an idle record of a dead owner, or one recovery adopts): takes
+ * its lock if this handle can, and says whether its owner o is dead. Holding the lock decides
+ * for an owner that held it; a free record (o == 0) is ours to take. Returns 1 (dead or free:
+ * go on; *locked says whether we now hold the lock, to drop if the owner word's CAS fails) or
+ * 0 (alive, or another handle is taking it: leave it; no lock held).
+ */
+static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
+{
+	*locked = 0;
+	if (hooked(r))
+		return o == 0 || !owner_alive(r, i, o);
+	int rc = _shmring_rec_lock(r, (unsigned)i);
+	if (rc == -EAGAIN)
+		return 0;
+	if (rc != 0)
+		return o == 0 || !pid_alive(r, o); /* no locks here: pid and start time */
+	*locked = 1;
+	if (o == 0 || (o & OWNER_LOCKED) || !pid_alive(r, o))
+		return 1;
+	_shmring_rec_unlock(r, (unsigned)i);
+	*locked = 0;
+	return 0;
 }
 
 /* ---- handles ------------------------------------------------------------------------------ */
@@ -184,6 +236,7 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 {
 	geometry(r, base, g);
 	r->m.owner = self_owner();
+	r->m.pid = getpid();
 	for (int q = 0; q < 2; q++)
 		r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
 	/* A free record first; else an idle one whose owner died. */
@@ -191,20 +244,29 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 		for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS; i++) {
 			struct _shmring_mpmc_rec *rec = &r->m.recs[i];
 			uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
+			int locked;
 			if (pass == 0 ? o != 0
-				      : (o == 0 || owner_alive(r, o) ||
-					 !rec_idle(atomic_load_explicit(&rec->state,
-									memory_order_acquire))))
+				      : (o == 0 || !rec_idle(atomic_load_explicit(
+						       &rec->state, memory_order_acquire))))
 				continue;
+			if (!take_lock_if_dead(r, i, o, &locked))
+				continue;
+			/* With the ring's file, the record is held by its lock (OWNER_LOCKED):
+			 * then any process that sees the file, in any namespace, can tell
+			 * whether we are alive. */
+			uint64_t mine = r->m.owner | (locked ? OWNER_LOCKED : 0);
 			/* A7: pairs with R7 in handle_fini/recovery: the record is idle. */
-			if (atomic_compare_exchange_strong_explicit(&rec->owner, &o, r->m.owner,
+			if (atomic_compare_exchange_strong_explicit(&rec->owner, &o, mine,
 								    memory_order_acq_rel,
 								    memory_order_relaxed)) {
 				atomic_store_explicit(&rec->state, _SHMRING_MP_IDLE,
 						      memory_order_relaxed);
+				r->m.owner = mine;
 				r->m.rec = rec;
 				return 0;
 			}
+			if (locked)
+				_shmring_rec_unlock(r, (unsigned)i);
 		}
 	}
 	return -EUSERS;
@@ -215,6 +277,9 @@ void _shmring_mpmc_handle_fini(struct shmring *r)
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 
 	if (!rec)
+		return;
+	/* A fork child closing its copy of our handle: the record is its parent's. */
+	if (getpid() != r->m.pid)
 		return;
 	/* A record left mid-operation (abandoned by the test hook) stays for recovery. */
 	if (!rec_idle(atomic_load_explicit(&rec->state, memory_order_relaxed)))
@@ -336,7 +401,7 @@ static uint64_t find_stranded(struct shmring *r, struct _shmring_mpmc_rec *self,
 		if ((xq == (uint64_t)q && ph == _SHMRING_MP_DEQ_FAA) || ranged) {
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
 			uint64_t xl = atomic_load_explicit(&x->lo, memory_order_relaxed);
-			if (o != 0 && owner_alive(r, o)) {
+			if (o != 0 && owner_alive(r, i, o)) {
 				if (xl < minlo)
 					minlo = xl;
 			} else if (ranged && lim == UINT64_MAX) {
@@ -661,29 +726,33 @@ int shmring_mpmc_recover(struct shmring *r)
 		if (rec == r->m.rec)
 			continue;
 		uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
-		if (o == 0 || owner_alive(r, o))
+		int locked;
+		if (o == 0 || !take_lock_if_dead(r, i, o, &locked))
 			continue;
-		/* Adopt it: from now on its owner is us (and alive). */
+		/* Adopt it: from now on its owner is us, and alive (with OWNER_LOCKED while we
+		 * hold its lock, so that no other recovery adopts it while we finish it). */
+		uint64_t me = (r->m.owner & ~OWNER_LOCKED) | (locked ? OWNER_LOCKED : 0);
 		if (!atomic_compare_exchange_strong_explicit(
-			&rec->owner, &o, r->m.owner, memory_order_acq_rel, memory_order_relaxed))
+			&rec->owner, &o, me, memory_order_acq_rel, memory_order_relaxed)) {
+			if (locked)
+				_shmring_rec_unlock(r, (unsigned)i);
 			continue;
+		}
 		int rc = finish(r, rec);
+		if (rc < 0 && rc != -EAGAIN) {
+			r->broken = 1; /* the record stays ours, and locked until we close */
+			return rc;
+		}
+		/* EAGAIN: give it back to its dead owner, and a later call resumes. Else R7:
+		 * pairs with A7 in handle_init: the record is idle and free. */
+		atomic_compare_exchange_strong_explicit(&rec->owner, &me, rc == -EAGAIN ? o : 0,
+							memory_order_release, memory_order_relaxed);
+		if (locked)
+			_shmring_rec_unlock(r, (unsigned)i);
 		if (rc == -EAGAIN) {
-			/* Give it back to its dead owner; a later call resumes. */
-			uint64_t me = r->m.owner;
-			atomic_compare_exchange_strong_explicit(
-			    &rec->owner, &me, o, memory_order_release, memory_order_relaxed);
 			again = 1;
 			continue;
 		}
-		if (rc < 0) {
-			r->broken = 1;
-			return rc;
-		}
-		uint64_t me = r->m.owner;
-		/* R7: pairs with A7 in handle_init: the record is idle and free. */
-		atomic_compare_exchange_strong_explicit(&rec->owner, &me, 0, memory_order_release,
-							memory_order_relaxed);
 		done++;
 	}
 	if (done)

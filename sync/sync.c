@@ -37,6 +37,8 @@
 #define DEFAULT_SLICE_MS 100u
 /* OFD lock bytes of the roles: far beyond any ring, so no other lock of the library meets them */
 #define LOCK_BYTE_BASE (1ll << 40)
+/* OFD lock bytes of MPMC participant records, one each, after the roles' */
+#define REC_LOCK_BASE (LOCK_BYTE_BASE + 64)
 
 /* ---- process-wide: membarrier registration (the only global state, per issue 4) ------------ */
 
@@ -502,6 +504,12 @@ static void claims_child(void)
 			s->lock_fd[i] = -1;
 			s->live_slot[i] = -1; /* the parent's pid, not ours */
 		}
+		/* The parent's record lock: our copy would keep it held after the parent died
+		 * (closing it does not drop it while the parent's copy is open). */
+		if (s->rec_fd >= 0)
+			close(s->rec_fd);
+		s->rec_fd = -1;
+		s->rec_fd_state = -1; /* and the parent's handle takes none in the child */
 		s->roles = 0;
 		/* Unlinked: a claim the child then makes links it again, so that the child's
 		 * own children forget it in turn (found in review: a grandchild's close freed
@@ -546,6 +554,15 @@ static void claims_unlink(struct _shmring_sync *s)
 	pthread_mutex_unlock(&claims_mu);
 }
 
+/* A new open file description of the ring's own file (not of whatever its name now names). */
+static int reopen_own(int fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, O_RDWR | O_CLOEXEC);
+}
+
 static int claim_role_locked(struct shmring *r, int role);
 
 /*
@@ -571,11 +588,9 @@ static int claim_role_locked(struct shmring *r, int role)
 	if (s->lock_fd[role] >= 0 || s->live_slot[role] >= 0)
 		return 0;
 	if (fd >= 0) {
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		/* A new open file description of our own: its lock is this handle's claim, and
 		 * seg->fd (no locks) can see it with F_OFD_GETLK. */
-		int lfd = open(path, O_RDWR | O_CLOEXEC);
+		int lfd = reopen_own(fd);
 		if (lfd < 0)
 			return -errno;
 		struct flock fl = {.l_type = F_RDLCK,
@@ -610,6 +625,49 @@ static int claim_role_locked(struct shmring *r, int role)
 	}
 	atomic_store(&lv->seen, 1);
 	return 0;
+}
+
+static int rec_lock_op(int fd, unsigned i, short type, int cmd)
+{
+	struct flock fl = {
+	    .l_type = type, .l_whence = SEEK_SET, .l_start = REC_LOCK_BASE + (off_t)i, .l_len = 1};
+
+	if (fcntl(fd, cmd, &fl) != 0)
+		return errno == EAGAIN || errno == EACCES ? -EAGAIN : -errno;
+	return cmd == F_OFD_GETLK ? fl.l_type != F_UNLCK : 0;
+}
+
+int _shmring_rec_lock(struct shmring *r, unsigned i)
+{
+	struct _shmring_sync *s = r->sync;
+
+	if (s->rec_fd_state == 0) {
+		pthread_once(&claims_once, claims_init);
+		/* Opened and linked under claims_mu, as a role claim is (claim_role()). */
+		pthread_mutex_lock(&claims_mu);
+		s->rec_fd = r->seg->fd >= 0 ? reopen_own(r->seg->fd) : -1;
+		s->rec_fd_state = s->rec_fd >= 0 ? 1 : -1;
+		if (s->rec_fd >= 0)
+			claims_link(s);
+		pthread_mutex_unlock(&claims_mu);
+	}
+	if (s->rec_fd < 0)
+		return -ENOTSUP;
+	return rec_lock_op(s->rec_fd, i, F_WRLCK, F_OFD_SETLK);
+}
+
+void _shmring_rec_unlock(struct shmring *r, unsigned i)
+{
+	if (r->sync->rec_fd >= 0)
+		rec_lock_op(r->sync->rec_fd, i, F_UNLCK, F_OFD_SETLK);
+}
+
+int _shmring_rec_locked(struct shmring *r, unsigned i)
+{
+	/* seg->fd holds no lock: every lock, ours included, is another description's. */
+	if (r->seg->fd < 0)
+		return -ENOTSUP;
+	return rec_lock_op(r->seg->fd, i, F_WRLCK, F_OFD_GETLK);
 }
 
 int _shmring_role_seen(struct shmring *r, int role)
@@ -707,6 +765,7 @@ int _shmring_sync_handle_init(struct shmring *r, uint32_t hflags)
 	s->lock_fd[0] = s->lock_fd[1] = -1;
 	s->live_slot[0] = s->live_slot[1] = -1;
 	s->fifo_fd = s->fifo_wfd = -1;
+	s->rec_fd = -1;
 	r->sync = s;
 	r->wake_data = &s->area->wq[_SHMRING_DIR_DATA].waiters;
 	r->wake_space = &s->area->wq[_SHMRING_DIR_SPACE].waiters;
@@ -739,6 +798,8 @@ void _shmring_sync_handle_fini(struct shmring *r)
 	/* The FIFO's name stays: it belongs to the segment's name, and goes with it in
 	 * shmring_unlink() (found in review: unlinked here, a fork child's close or a consumer
 	 * that restarted left producers writing into a FIFO nobody would open again). */
+	if (s->rec_fd >= 0)
+		close(s->rec_fd); /* drops our record's lock, after mpmc.c freed the record */
 	if (s->fifo_fd >= 0)
 		close(s->fifo_fd);
 	if (s->fifo_wfd >= 0)

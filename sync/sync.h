@@ -123,6 +123,8 @@ struct _shmring_sync {
 	int lock_fd[2];	       /* own open file description holding the OFD claim, or -1 */
 	int live_slot[2];      /* anonymous memory: our slot, or -1 */
 	uint64_t live_word[2]; /* ... and the word we put there */
+	int rec_fd;	       /* MPMC: own open file description holding our record's lock */
+	int rec_fd_state;      /* 0 not tried, 1 open, -1 unavailable (no file or no /proc) */
 	int fifo_fd;	       /* event FIFO, opened lazily (-1) */
 	int fifo_wfd;	       /* producer's write end (-1) */
 	struct shmring_wait_policy pol;
@@ -153,6 +155,20 @@ void _shmring_wq_unregister(struct shmring *r, int dir);
 int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct timespec *until);
 /* Wakes every sleeper of queue dir if any is registered (force: even if none seems to be). */
 void _shmring_wq_wake(struct shmring *r, int dir, int force);
+
+/*
+ * MPMC participant records on a ring with a file (named, or from a descriptor): record i is
+ * held by an OFD write lock on one byte of that file, which the kernel drops when its holder
+ * dies, whatever pid or time namespace the holder and the judge are in (ring/mpmc.c).
+ * _shmring_rec_lock(): takes record i's lock through this handle's own open file description
+ * (opened on first use and closed in a fork child, as role claims are). Returns 0, -EAGAIN
+ * (another description holds it), -ENOTSUP (no file, or no /proc to open one of our own), or
+ * -errno. _shmring_rec_locked(): 1 if another description holds record i's lock, 0 if none does,
+ * -ENOTSUP or -errno.
+ */
+int _shmring_rec_lock(struct shmring *r, unsigned i);
+void _shmring_rec_unlock(struct shmring *r, unsigned i);
+int _shmring_rec_locked(struct shmring *r, unsigned i);
 
 /*
  * High level: waits until ready(r, arg) returns non-zero, spinning then yielding then sleeping

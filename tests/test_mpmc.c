@@ -3,6 +3,7 @@
  * hook, the parked producer, multi-process runs and kill injection. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1146,4 +1147,118 @@ Test(mpmc, bulk_crosses_a_dead_bulks_positions)
 	cr_assert_eq(shmring_mpmc_recover(r), 0);
 	assert_capacity(r, CAP, "after", 0);
 	shmring_close(r);
+}
+
+/* ---- liveness across pid namespaces, and fork children ------------------------------------ */
+
+/* Parks a push at FILLED (the element written, not published): says so on fds[1], then waits
+ * for a byte on fds[2]. */
+static int park_filled(struct shmring *r, int point, int queue, void *arg)
+{
+	const int *fds = arg;
+	char c = 'p';
+	(void)r;
+	(void)queue;
+	if (point == SHMRING_MPMC_HOOK_FILLED) {
+		if (write(fds[1], &c, 1) != 1 || read(fds[2], &c, 1) != 1)
+			_exit(3);
+	}
+	return 0;
+}
+
+/* In a child: opens the ring, recovers (expecting nothing dead) if asked, pushes v parked at
+ * FILLED. Exit status: 0, or which step failed. */
+static int park_push(const char *name, const int *fds, uint64_t v, int recover_first)
+{
+	struct shmring_params p = mp_params(8, 8);
+	struct shmring *h;
+	if (shmring_open(name, &p, &h) != 0)
+		return 1;
+	int rec = recover_first ? shmring_mpmc_recover(h) : 0;
+	shmring_mpmc_set_hook(h, park_filled, (void *)fds);
+	int rc = shmring_mpmc_push(h, &v);
+	shmring_close(h);
+	return rc != 0 ? 2 : rec != 0 ? 10 + (rec & 0xf) : 0;
+}
+
+/*
+ * A participant in another pid namespace is alive, and recovery on either side must say so:
+ * its pid names no process here (or another one), and start times differ between time
+ * namespaces. Recovery by pid and start time took every live record of the other namespace
+ * for dead and freed what they held (a slot a producer was filling went back to the free queue
+ * under it: the other namespace's recovery returned 2 here). Records of a named ring are held by an
+ * OFD lock, which the kernel drops at death whatever the namespaces. Needs CAP_SYS_ADMIN for
+ * unshare(CLONE_NEWPID); skipped without it.
+ */
+Test(mpmc, participant_in_another_pid_namespace_is_alive)
+{
+	pid_t probe = fork();
+	if (probe == 0)
+		_exit(unshare(CLONE_NEWPID) == 0 ? 0 : 1);
+	if (tu_wait(probe) != 0)
+		cr_skip_test("unshare(CLONE_NEWPID) is not permitted here");
+	const char *name = tu_shm_name("mpmc-pidns");
+	struct shmring_params p = mp_params(8, 8);
+	struct shmring *r;
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	int parked[2], go[2];
+	cr_assert_eq(pipe(parked), 0);
+	cr_assert_eq(pipe(go), 0);
+	int fds[3] = {parked[0], parked[1], go[0]};
+	/* Here: a producer parked mid-push. */
+	pid_t a = fork();
+	if (a == 0)
+		_exit(park_push(name, fds, 1, 0));
+	char c;
+	cr_assert_eq(read(parked[0], &c, 1), 1);
+	/* There: a process (pid 1 of a new namespace) that recovers, then parks mid-push. */
+	pid_t b = fork();
+	if (b == 0) {
+		if (unshare(CLONE_NEWPID) != 0)
+			_exit(20);
+		pid_t b1 = fork();
+		if (b1 == 0)
+			_exit(park_push(name, fds, 2, 1));
+		_exit(tu_wait(b1));
+	}
+	cr_assert_eq(read(parked[0], &c, 1), 1);
+	cr_assert_eq(shmring_mpmc_recover(r), 0, "the other namespace's producer read as dead");
+	cr_assert_eq(write(go[1], "gg", 2), 2);
+	cr_assert_eq(tu_wait(a), 0);
+	int st = tu_wait(b);
+	cr_assert_eq(st, 0, "step %d failed in the other namespace (1x: it recovered x records)",
+		     st);
+	uint64_t x, seen = 0;
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(shmring_mpmc_pop(r, &x), 0);
+		seen |= 1u << x;
+	}
+	cr_assert_eq(seen, 6u);
+	cr_assert_eq(shmring_mpmc_pop(r, &x), -EAGAIN);
+	assert_capacity(r, 8, "after", 0);
+	shmring_close(r);
+	shmring_unlink(name);
+}
+
+/* A fork child that closes its copy of its parent's handle leaves the parent's record alone
+ * (it freed it: a third handle then took the same record as the parent's). */
+Test(mpmc, fork_child_close_keeps_the_parents_record)
+{
+	const char *name = tu_shm_name("mpmc-forkclose");
+	struct shmring_params p = mp_params(8, 8);
+	struct shmring *r, *h;
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	uint64_t mine = atomic_load(&r->m.rec->owner);
+	pid_t c = fork();
+	if (c == 0) {
+		shmring_close(r);
+		_exit(0);
+	}
+	cr_assert_eq(tu_wait(c), 0);
+	cr_assert_eq(atomic_load(&r->m.rec->owner), mine);
+	cr_assert_eq(shmring_open(name, &p, &h), 0);
+	cr_assert_neq(h->m.rec, r->m.rec);
+	shmring_close(h);
+	shmring_close(r);
+	shmring_unlink(name);
 }

@@ -151,9 +151,19 @@ int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void 
 int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
 
 /*
- * Recovery. For every participant record whose owner is dead (kill(pid, 0) fails with ESRCH, or
- * /proc/<pid>/stat field 22 differs from the recorded start time), finishes the operation that
- * owner was in, so that every index it held goes back to a queue and capacity does not shrink:
+ * Recovery. For every participant record whose owner is dead, finishes the operation that owner
+ * was in, so that every index it held goes back to a queue and capacity does not shrink.
+ * Who is dead:
+ *  - on a ring with a file (shmring_create/open, or from a descriptor), each record is held by
+ *    an OFD lock on one byte of that file, taken by its handle (through an open file description
+ *    of its own) before it owns the record and dropped by the kernel when the process dies. This
+ *    holds whatever pid or time namespaces the processes are in (containers sharing /dev/shm);
+ *  - on anonymous or caller's memory (no file to lock), and for a handle that could not open a
+ *    description of its own (no /proc): by pid and start time (kill(pid, 0) fails with ESRCH,
+ *    or /proc/<pid>/stat field 22 differs from the recorded one). That judges right only
+ *    between processes in the same pid and time namespaces: a process in another one reads as
+ *    dead, and its slots are taken from under it. Share such memory only within one.
+ * Then, for each dead owner:
  *  - a producer that died before its element was completely written: the index returns to the
  *    free queue; that element is lost (it was never pushed: push had not returned);
  *  - a producer that died after writing its element (push may or may not have returned): the

@@ -662,7 +662,9 @@ int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *ar
 
 /* An is_dead for shmring_msg_recover(): 1 when no process has this pid (kill(pid, 0) fails
  * with ESRCH), 0 otherwise and for pid 0. A recycled pid reads as alive: the ring stays
- * wedged rather than lose a live message. arg is unused. */
+ * wedged rather than lose a live message. arg is unused. Only for producers in the caller's
+ * pid namespace: the pids in the ring are the producers' own, and in another namespace they
+ * name another process or none (a live producer would read as dead). */
 int shmring_msg_pid_gone(uint32_t pid, void *arg);
 
 #endif

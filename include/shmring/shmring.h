@@ -22,7 +22,7 @@
 #error "shmring's headers are C11 (they use <stdatomic.h>); call them from a C translation unit"
 #endif
 
-#define SHMRING_ABI_VERSION 3u
+#define SHMRING_ABI_VERSION 4u
 
 /* Ring kinds, recorded in the segment header. */
 enum shmring_kind {

@@ -66,6 +66,7 @@ enum shmring_role {
  * segment's file (released by the kernel when the process dies), or for anonymous and caller's
  * memory the pid and start time of the calling process, written into one of 7 slots per role
  * with one CAS (use it in a child after fork()); a slot whose holder is dead is taken over.
+ * The lock works across pid and time namespaces; pid and start time only within one.
  * Returns 0, -EINVAL, -EBUSY (anonymous memory: 7 live holders already), -errno.
  */
 int shmring_claim(struct shmring *r, uint32_t role_flags);
