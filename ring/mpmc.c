@@ -113,7 +113,9 @@ static uint32_t start_time(pid_t pid, int *gone)
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		*gone = errno == ENOENT || errno == ESRCH;
+		/* Gone, unless there is no /proc at all to look in (found in review: every live
+		 * process read as dead then). */
+		*gone = (errno == ENOENT || errno == ESRCH) && access("/proc/self/stat", F_OK) == 0;
 		return 0;
 	}
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -175,6 +177,8 @@ static int pid_alive(const struct shmring *r, uint64_t owner)
 		return (owner >> 32) == (r->m.owner >> 32);
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return 0;
+	if ((owner >> 32) == 0)
+		return 1; /* recorded without /proc: the pid alone (as sync's liveness slots) */
 	int gone;
 	uint32_t st = start_time(pid, &gone);
 	if (gone)
@@ -202,7 +206,8 @@ static int owner_alive(struct shmring *r, int i, uint64_t owner)
  * its lock if this handle can, and says whether its owner o is dead. Holding the lock decides
  * for an owner that held it; a free record (o == 0) is ours to take. Returns 1 (dead or free:
  * go on; *locked says whether we now hold the lock, to drop if the owner word's CAS fails) or
- * 0 (alive, or another handle is taking it: leave it; no lock held).
+ * 0 (alive, another handle is taking it, or the lock failed otherwise: leave it; no lock
+ * held).
  */
 static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
 {
@@ -210,10 +215,10 @@ static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
 	if (hooked(r))
 		return o == 0 || !owner_alive(r, i, o);
 	int rc = _shmring_rec_lock(r, (unsigned)i);
-	if (rc == -EAGAIN)
-		return 0;
+	if (rc == -ENOTSUP) /* no description of our own: seg->fd still sees locks, if any */
+		return o == 0 || !owner_alive(r, i, o);
 	if (rc != 0)
-		return o == 0 || !pid_alive(r, o); /* no locks here: pid and start time */
+		return 0;
 	*locked = 1;
 	if (o == 0 || (o & OWNER_LOCKED) || !pid_alive(r, o))
 		return 1;
@@ -237,6 +242,12 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 	geometry(r, base, g);
 	r->m.owner = self_owner();
 	r->m.pid = getpid();
+	/* Our own description of the ring's file, for the record locks; no /proc (or no file)
+	 * leaves pid and start time, any other failure (EMFILE) fails the attach rather than
+	 * quietly judging by pid across namespaces (found in review). */
+	int rc = hooked(r) ? 0 : _shmring_rec_open(r);
+	if (rc && rc != -ENOTSUP)
+		return rc;
 	for (int q = 0; q < 2; q++)
 		r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
 	/* A free record first; else an idle one whose owner died. */

@@ -539,9 +539,9 @@ static void claims_link(struct _shmring_sync *s)
 	}
 }
 
+/* With claims_mu held. */
 static void claims_unlink(struct _shmring_sync *s)
 {
-	pthread_mutex_lock(&claims_mu);
 	if (s->linked) {
 		if (s->prev)
 			s->prev->next = s->next;
@@ -551,7 +551,6 @@ static void claims_unlink(struct _shmring_sync *s)
 			s->next->prev = s->prev;
 		s->linked = 0;
 	}
-	pthread_mutex_unlock(&claims_mu);
 }
 
 /* A new open file description of the ring's own file (not of whatever its name now names). */
@@ -637,23 +636,41 @@ static int rec_lock_op(int fd, unsigned i, short type, int cmd)
 	return cmd == F_OFD_GETLK ? fl.l_type != F_UNLCK : 0;
 }
 
+int _shmring_rec_open(struct shmring *r)
+{
+	struct _shmring_sync *s = r->sync;
+	int rc = 0;
+
+	if (s->rec_fd_state != 0)
+		return s->rec_fd_state > 0 ? 0 : -ENOTSUP;
+	if (r->seg->fd < 0) {
+		s->rec_fd_state = -1;
+		return -ENOTSUP;
+	}
+	pthread_once(&claims_once, claims_init);
+	/* Opened and linked under claims_mu, as a role claim is (claim_role()). */
+	pthread_mutex_lock(&claims_mu);
+	s->rec_fd = reopen_own(r->seg->fd);
+	if (s->rec_fd >= 0) {
+		s->rec_fd_state = 1;
+		claims_link(s);
+	} else if (errno == ENOENT) {
+		s->rec_fd_state = -1; /* no /proc: judged by pid and start time for good */
+		rc = -ENOTSUP;
+	} else {
+		rc = -errno; /* EMFILE and the like: say so rather than judge by pid */
+	}
+	pthread_mutex_unlock(&claims_mu);
+	return rc;
+}
+
 int _shmring_rec_lock(struct shmring *r, unsigned i)
 {
 	struct _shmring_sync *s = r->sync;
 
-	if (s->rec_fd_state == 0) {
-		pthread_once(&claims_once, claims_init);
-		/* Opened and linked under claims_mu, as a role claim is (claim_role()). */
-		pthread_mutex_lock(&claims_mu);
-		s->rec_fd = r->seg->fd >= 0 ? reopen_own(r->seg->fd) : -1;
-		s->rec_fd_state = s->rec_fd >= 0 ? 1 : -1;
-		if (s->rec_fd >= 0)
-			claims_link(s);
-		pthread_mutex_unlock(&claims_mu);
-	}
-	if (s->rec_fd < 0)
-		return -ENOTSUP;
-	return rec_lock_op(s->rec_fd, i, F_WRLCK, F_OFD_SETLK);
+	int rc = _shmring_rec_open(r);
+
+	return rc ? rc : rec_lock_op(s->rec_fd, i, F_WRLCK, F_OFD_SETLK);
 }
 
 void _shmring_rec_unlock(struct shmring *r, unsigned i)
@@ -787,9 +804,17 @@ void _shmring_sync_handle_fini(struct shmring *r)
 	if (!s)
 		return;
 	int had = s->roles;
+	/* Unlinked and closed in one critical section: a fork from another thread in between
+	 * would leave the child copies that claims_child() cannot see, holding our claims and
+	 * our record's lock for as long as the child lives (found in review). */
+	pthread_mutex_lock(&claims_mu);
 	claims_unlink(s);
 	drop_role(r, _SHMRING_ROLE_PROD);
 	drop_role(r, _SHMRING_ROLE_CONS);
+	if (s->rec_fd >= 0)
+		close(s->rec_fd); /* drops our record's lock, after mpmc.c freed the record */
+	s->rec_fd = -1;
+	pthread_mutex_unlock(&claims_mu);
 	/* Peers asleep learn at once that a role may be gone (pipe close semantics). */
 	if (had & SHMRING_F_PRODUCER)
 		_shmring_wq_wake(r, _SHMRING_DIR_DATA, 1);
@@ -798,8 +823,6 @@ void _shmring_sync_handle_fini(struct shmring *r)
 	/* The FIFO's name stays: it belongs to the segment's name, and goes with it in
 	 * shmring_unlink() (found in review: unlinked here, a fork child's close or a consumer
 	 * that restarted left producers writing into a FIFO nobody would open again). */
-	if (s->rec_fd >= 0)
-		close(s->rec_fd); /* drops our record's lock, after mpmc.c freed the record */
 	if (s->fifo_fd >= 0)
 		close(s->fifo_fd);
 	if (s->fifo_wfd >= 0)

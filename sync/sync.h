@@ -160,12 +160,14 @@ void _shmring_wq_wake(struct shmring *r, int dir, int force);
  * MPMC participant records on a ring with a file (named, or from a descriptor): record i is
  * held by an OFD write lock on one byte of that file, which the kernel drops when its holder
  * dies, whatever pid or time namespace the holder and the judge are in (ring/mpmc.c).
- * _shmring_rec_lock(): takes record i's lock through this handle's own open file description
- * (opened on first use and closed in a fork child, as role claims are). Returns 0, -EAGAIN
- * (another description holds it), -ENOTSUP (no file, or no /proc to open one of our own), or
- * -errno. _shmring_rec_locked(): 1 if another description holds record i's lock, 0 if none does,
- * -ENOTSUP or -errno.
+ * _shmring_rec_open(): opens this handle's own open file description of the file, through
+ * which its record locks are taken (closed in a fork child, as role claims are). Returns 0,
+ * -ENOTSUP (no file, or no /proc to open it through: records are then judged by pid), -errno.
+ * _shmring_rec_lock(): takes record i's lock (opening first). Returns 0, -EAGAIN (another
+ * description holds it), -ENOTSUP, -errno. _shmring_rec_locked(): 1 if another description
+ * holds record i's lock, 0 if none does, -ENOTSUP or -errno.
  */
+int _shmring_rec_open(struct shmring *r);
 int _shmring_rec_lock(struct shmring *r, unsigned i);
 void _shmring_rec_unlock(struct shmring *r, unsigned i);
 int _shmring_rec_locked(struct shmring *r, unsigned i);

@@ -3,12 +3,14 @@
  * hook, the parked producer, multi-process runs and kill injection. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1181,23 +1183,63 @@ static int park_push(const char *name, const int *fds, uint64_t v, int recover_f
 	return rc != 0 ? 2 : rec != 0 ? 10 + (rec & 0xf) : 0;
 }
 
+enum { NS_PID, NS_TIME, NS_NO_PROC };
+
 /*
- * A participant in another pid namespace is alive, and recovery on either side must say so:
- * its pid names no process here (or another one), and start times differ between time
- * namespaces. Recovery by pid and start time took every live record of the other namespace
- * for dead and freed what they held (a slot a producer was filling went back to the free queue
- * under it: the other namespace's recovery returned 2 here). Records of a named ring are held by an
- * OFD lock, which the kernel drops at death whatever the namespaces. Needs CAP_SYS_ADMIN for
- * unshare(CLONE_NEWPID); skipped without it.
+ * Moves the calling process's future children into a new pid namespace (pid = 1) or time
+ * namespace (boottime shifted by 1000 s, so that every start time read there differs), or the
+ * calling process into a mount namespace with an empty /proc; as root or, where that is
+ * refused, inside a new user namespace. Returns 0 or -1.
  */
-Test(mpmc, participant_in_another_pid_namespace_is_alive)
+static int new_ns(int kind)
 {
-	pid_t probe = fork();
-	if (probe == 0)
-		_exit(unshare(CLONE_NEWPID) == 0 ? 0 : 1);
-	if (tu_wait(probe) != 0)
-		cr_skip_test("unshare(CLONE_NEWPID) is not permitted here");
-	const char *name = tu_shm_name("mpmc-pidns");
+	int flag = kind == NS_PID ? CLONE_NEWPID : kind == NS_TIME ? CLONE_NEWTIME : CLONE_NEWNS;
+	if (unshare(flag) != 0 && unshare(CLONE_NEWUSER | flag) != 0)
+		return -1;
+	if (kind == NS_TIME) {
+		FILE *f = fopen("/proc/self/timens_offsets", "w");
+		if (!f || fputs("boottime 1000 0\n", f) < 0 || fclose(f) != 0)
+			return -1;
+	}
+	/* Private first: an empty /proc must not propagate to the machine's mount namespace. */
+	if (kind == NS_NO_PROC && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+				   mount("none", "/proc", "tmpfs", 0, NULL) != 0))
+		return -1;
+	return 0;
+}
+
+/* One byte from fd within 10 s: 1, or 0 (a child that was to write it failed instead). */
+static int read_byte(int fd)
+{
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	char c;
+	return poll(&pf, 1, 10000) == 1 && read(fd, &c, 1) == 1;
+}
+
+/* 1 if new_ns(kind) works here (tried in a child). */
+static int ns_supported(int kind)
+{
+	pid_t c = fork();
+	if (c == 0)
+		_exit(new_ns(kind) == 0 ? 0 : 1);
+	return tu_wait(c) == 0;
+}
+
+/*
+ * A participant in another pid or time namespace is alive, and recovery on either side must say
+ * so: its pid names no process here (or another one), and start times differ between time
+ * namespaces. Recovery by pid and start time took every live record of the other namespace for
+ * dead and freed what they held (a slot a producer was filling went back to the free queue
+ * under it: the other namespace's recovery returned 2 here). Records of a named ring are held
+ * by an OFD lock, which the kernel drops at death whatever the namespaces. Skipped where
+ * neither unshare() nor a user namespace is permitted. NS_NO_PROC: a process without /proc
+ * (no description of its own to lock through, no start times) judged every live process dead,
+ * and was itself judged dead (found in review: a duplicated slot).
+ */
+static void other_namespace_case(int kind)
+{
+	static const char *tags[] = {"mpmc-pidns", "mpmc-timens", "mpmc-noproc"};
+	const char *name = tu_shm_name(tags[kind]);
 	struct shmring_params p = mp_params(8, 8);
 	struct shmring *r;
 	cr_assert_eq(shmring_create(name, &p, &r), 0);
@@ -1207,21 +1249,24 @@ Test(mpmc, participant_in_another_pid_namespace_is_alive)
 	int fds[3] = {parked[0], parked[1], go[0]};
 	/* Here: a producer parked mid-push. */
 	pid_t a = fork();
-	if (a == 0)
+	if (a == 0) {
+		close(go[1]); /* so that a failed test's exit releases it (EOF) */
 		_exit(park_push(name, fds, 1, 0));
-	char c;
-	cr_assert_eq(read(parked[0], &c, 1), 1);
-	/* There: a process (pid 1 of a new namespace) that recovers, then parks mid-push. */
+	}
+	cr_assert(read_byte(parked[0]), "the producer here did not park");
+	/* There: a process that recovers, then parks mid-push. */
 	pid_t b = fork();
 	if (b == 0) {
-		if (unshare(CLONE_NEWPID) != 0)
+		close(go[1]);
+		if (new_ns(kind) != 0)
 			_exit(20);
 		pid_t b1 = fork();
 		if (b1 == 0)
 			_exit(park_push(name, fds, 2, 1));
 		_exit(tu_wait(b1));
 	}
-	cr_assert_eq(read(parked[0], &c, 1), 1);
+	cr_assert(read_byte(parked[0]), "the process there did not park (status %d)",
+		  waitpid(b, NULL, WNOHANG) == b ? -1 : 0);
 	cr_assert_eq(shmring_mpmc_recover(r), 0, "the other namespace's producer read as dead");
 	cr_assert_eq(write(go[1], "gg", 2), 2);
 	cr_assert_eq(tu_wait(a), 0);
@@ -1238,6 +1283,31 @@ Test(mpmc, participant_in_another_pid_namespace_is_alive)
 	assert_capacity(r, 8, "after", 0);
 	shmring_close(r);
 	shmring_unlink(name);
+	close(parked[0]);
+	close(parked[1]);
+	close(go[0]);
+	close(go[1]);
+}
+
+Test(mpmc, participant_in_another_pid_namespace_is_alive)
+{
+	if (!ns_supported(NS_PID))
+		cr_skip_test("no pid namespace can be made here");
+	other_namespace_case(NS_PID);
+}
+
+Test(mpmc, participant_in_another_time_namespace_is_alive)
+{
+	if (!ns_supported(NS_TIME))
+		cr_skip_test("no time namespace can be made here");
+	other_namespace_case(NS_TIME);
+}
+
+Test(mpmc, participant_without_proc_is_alive)
+{
+	if (!ns_supported(NS_NO_PROC))
+		cr_skip_test("no mount namespace can be made here");
+	other_namespace_case(NS_NO_PROC);
 }
 
 /* A fork child that closes its copy of its parent's handle leaves the parent's record alone
@@ -1261,4 +1331,74 @@ Test(mpmc, fork_child_close_keeps_the_parents_record)
 	shmring_close(h);
 	shmring_close(r);
 	shmring_unlink(name);
+}
+
+/* Parks a push at FILLED after forking a child that outlives us: the child sends its pid to
+ * fds[0] (so its fork handlers have run), then waits for a byte (or EOF) on fds[1]. */
+static int park_with_child(struct shmring *r, int point, int queue, void *arg)
+{
+	const int *fds = arg;
+	(void)r;
+	(void)queue;
+	if (point != SHMRING_MPMC_HOOK_FILLED)
+		return 0;
+	if (fork() == 0) {
+		char c;
+		pid_t g = getpid();
+		if (write(fds[0], &g, sizeof(g)) != (ssize_t)sizeof(g))
+			_exit(3);
+		_exit(read(fds[1], &c, 1) < 0);
+	}
+	for (;;)
+		pause();
+}
+
+/*
+ * A process that dies while a child it forked lives on: the child's copy of the handle must not
+ * keep the parent's record looking alive (the copy of its lock's file description is closed in
+ * the child), or recovery waits for the child's exit.
+ */
+Test(mpmc, dead_parents_record_recovered_while_its_child_lives)
+{
+	const char *name = tu_shm_name("mpmc-forkchild");
+	struct shmring_params p = mp_params(8, 8);
+	struct shmring *r;
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	int info[2], hold[2];
+	cr_assert_eq(pipe(info), 0);
+	cr_assert_eq(pipe(hold), 0);
+	pid_t a = fork();
+	if (a == 0) {
+		close(hold[1]); /* the grandchild's wait ends when the test process goes */
+		struct shmring *h;
+		int fds[2] = {info[1], hold[0]};
+		uint64_t v = 7;
+		if (shmring_open(name, &p, &h) != 0)
+			_exit(1);
+		shmring_mpmc_set_hook(h, park_with_child, fds);
+		shmring_mpmc_push(h, &v);
+		_exit(2);
+	}
+	pid_t g = 0;
+	struct pollfd pf = {.fd = info[0], .events = POLLIN};
+	cr_assert_eq(poll(&pf, 1, 10000), 1, "the producer did not park");
+	cr_assert_eq(read(info[0], &g, sizeof(g)), (ssize_t)sizeof(g));
+	cr_assert_eq(shmring_mpmc_recover(r), 0);
+	kill(a, SIGKILL);
+	cr_assert_eq(tu_wait(a), 128 + SIGKILL);
+	int rc = shmring_mpmc_recover(r);
+	cr_assert_eq(rc, 1, "recover %d: the child kept its dead parent's record alive", rc);
+	cr_assert_gt(g, 0);
+	cr_assert_eq(write(hold[1], "x", 1), 1); /* the grandchild exits (not ours to reap) */
+	/* Dead at FILLED, its record still says it was filling: the element is lost (push had not
+	 * returned), the slot comes back. */
+	uint64_t x;
+	cr_assert_eq(shmring_mpmc_pop(r, &x), -EAGAIN);
+	assert_capacity(r, 8, "after", 0);
+	shmring_close(r);
+	shmring_unlink(name);
+	for (int i = 0; i < 2; i++) {
+		close(info[i]);
+		close(hold[i]);
+	}
 }

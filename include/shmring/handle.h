@@ -82,11 +82,11 @@ struct shmring {
 		uint32_t w;			 /* index bits: log2(capacity) + 2 */
 		uint32_t ishift;		 /* log2(2 * capacity) */
 		uint64_t owner;			 /* what our record's owner word holds */
-		int pid;			 /* the process that made this handle */
 		int (*hook)(struct shmring *, int, int, void *);
 		void *hook_arg;
 		int (*alive)(uint64_t, void *);
 		void *alive_arg;
+		pid_t pid; /* the process that made this handle */
 	} m;
 };
 

@@ -43,7 +43,8 @@
  * -EINVAL. Every loop is bounded. None of these calls blocks or makes a system call.
  *
  * A handle is one participant: use it from one thread at a time. After fork() a child must make
- * its own handle (shmring_open, or shmring_attach on shmring_base()), never use its parent's.
+ * its own handle (shmring_open for a named ring, or shmring_attach on shmring_base()), never use
+ * its parent's (closing it is fine: a child's close leaves the parent's record alone).
  */
 #ifndef SHMRING_MPMC_H
 #define SHMRING_MPMC_H
@@ -64,7 +65,7 @@
 
 /* Internal: the shared participant record, two 128-byte blocks each. */
 struct _shmring_mpmc_rec {
-	_Atomic uint64_t owner; /* 0 free; pid | start time << 32 */
+	_Atomic uint64_t owner; /* 0 free; pid | locked << 31 | start time << 32 */
 	_Atomic uint64_t state; /* phase | queue << 8 | bulk fields (written last, with release) */
 	_Atomic uint64_t lo;	/* DEQ_FAA: lower bound of the position being taken */
 	_Atomic uint64_t pos;	/* DEQ/ENQ: the position taken; DEQ_BULK: the first one */
@@ -137,7 +138,8 @@ int shmring_mpmc_set_hook(struct shmring *r, shmring_mpmc_hook_fn fn, void *arg)
 
 /*
  * Test hook for liveness: recovery asks fn(owner, arg) instead of the kernel whether the owner
- * of a record is alive (1) or dead (0). Owners are pid | start time << 32. With r == NULL, sets
+ * of a record is alive (1) or dead (0). Owners are pid | start time << 32, with bit 31 set when
+ * the owner holds its record's lock (see shmring_mpmc_recover). With r == NULL, sets
  * it for every handle of the process that has none of its own, including the liveness check of
  * attach (which may take over the idle record of a dead owner). Testing only; not thread-safe.
  */
@@ -146,7 +148,8 @@ int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void 
 
 /*
  * Testing only: sets the owner word this handle's record shows (so a fuzzer can simulate many
- * processes in one). Returns 0 or -EINVAL.
+ * processes in one), without bit 31: use it with a liveness hook (shmring_mpmc_set_alive_fn),
+ * since the record's lock, if any, stays held. Returns 0 or -EINVAL.
  */
 int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
 
@@ -154,15 +157,17 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  * Recovery. For every participant record whose owner is dead, finishes the operation that owner
  * was in, so that every index it held goes back to a queue and capacity does not shrink.
  * Who is dead:
- *  - on a ring with a file (shmring_create/open, or from a descriptor), each record is held by
- *    an OFD lock on one byte of that file, taken by its handle (through an open file description
- *    of its own) before it owns the record and dropped by the kernel when the process dies. This
+ *  - a handle made from a file (shmring_create/open, shmring_create_file/open_file) holds its
+ *    record by an OFD lock on one byte of that file, taken through an open file description of
+ *    its own before it owns the record, and dropped by the kernel when the process dies. That
  *    holds whatever pid or time namespaces the processes are in (containers sharing /dev/shm);
- *  - on anonymous or caller's memory (no file to lock), and for a handle that could not open a
- *    description of its own (no /proc): by pid and start time (kill(pid, 0) fails with ESRCH,
- *    or /proc/<pid>/stat field 22 differs from the recorded one). That judges right only
- *    between processes in the same pid and time namespaces: a process in another one reads as
- *    dead, and its slots are taken from under it. Share such memory only within one.
+ *  - a handle made by shmring_attach (no file: anonymous or caller's memory, or a named ring's
+ *    mapping), or one that could not open a description of its own (no /proc), is judged by pid
+ *    and start time (kill(pid, 0) fails with ESRCH, or /proc/<pid>/stat field 22 differs from
+ *    the recorded one; without /proc, by kill alone), and judges others' records that way
+ *    unless it can see their locks. That is right only between processes in the same pid and
+ *    time namespaces: a process in another one reads as dead, and its slots are taken from
+ *    under it. Across namespaces, open every participant's handle by name or path.
  * Then, for each dead owner:
  *  - a producer that died before its element was completely written: the index returns to the
  *    free queue; that element is lost (it was never pushed: push had not returned);
@@ -179,8 +184,8 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  * burst), and an element is never delivered twice. Recovery is itself safe to kill: a later call
  * resumes it. Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead
  * record could not be finished yet because a live participant was mid-step (call again), -EPROTO.
- * Any role; never blocks (it reads /proc). Cost: O(records), plus O(capacity) for each dead
- * participant that died inside its few-instruction fetch-and-add window.
+ * Any role; never blocks (it reads /proc and asks fcntl about locks). Cost: O(records), plus
+ * O(capacity) for each dead participant that died inside its few-instruction fetch-and-add window.
  */
 int shmring_mpmc_recover(struct shmring *r);
 

@@ -144,7 +144,8 @@ int shmring_unlink_file(const char *path);
 
 /*
  * Creates a ring in anonymous MAP_SHARED memory. A child made by fork() inherits the mapping
- * and the handle and may use it directly. Returns 0, -EINVAL, -ENOMEM, -EPERM.
+ * and the handle, and may use an SPSC or message-ring handle directly (an MPMC handle is one
+ * participant: the child attaches its own, see mpmc.h). Returns 0, -EINVAL, -ENOMEM, -EPERM.
  */
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out);
 
