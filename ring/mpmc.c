@@ -104,8 +104,9 @@ void _shmring_mpmc_format(void *mem, const struct _shmring_layout *l)
 
 /* ---- liveness ---------------------------------------------------------------------------- */
 
-/* Start time (field 22 of /proc/<pid>/stat, clock ticks since boot), low 32 bits; 0 if the
- * process is gone or a zombie (*gone set). */
+/* Start time (field 22 of /proc/<pid>/stat, clock ticks since boot), low 32 bits, or 0 when
+ * unknown (no /proc). *gone set when the process has no entry (returns UINT32_MAX) or is a
+ * zombie (returns 0). */
 static uint32_t start_time(pid_t pid, int *gone)
 {
 	char path[64], buf[1024];
@@ -116,7 +117,7 @@ static uint32_t start_time(pid_t pid, int *gone)
 		/* Gone, unless there is no /proc at all to look in (found in review: every live
 		 * process read as dead then). */
 		*gone = (errno == ENOENT || errno == ESRCH) && access("/proc/self/stat", F_OK) == 0;
-		return 0;
+		return *gone ? UINT32_MAX : 0; /* UINT32_MAX: no entry (rather than a zombie) */
 	}
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -145,7 +146,8 @@ static uint64_t self_owner(void)
 {
 	int gone;
 	pid_t pid = getpid();
-	return (uint64_t)(uint32_t)pid | (uint64_t)start_time(pid, &gone) << 32;
+	uint32_t st = start_time(pid, &gone);
+	return (uint64_t)(uint32_t)pid | (uint64_t)(gone ? 0 : st) << 32;
 }
 
 /* The process-wide liveness hook (shmring_mpmc_set_alive_fn(NULL, ...)): testing only. */
@@ -175,14 +177,18 @@ static int pid_alive(const struct shmring *r, uint64_t owner)
 		return 0;
 	if (pid == getpid())
 		return (owner >> 32) == (r->m.owner >> 32);
-	if (kill(pid, 0) != 0 && errno == ESRCH)
-		return 0;
+	int hidden = 0;
+	if (kill(pid, 0) != 0) {
+		if (errno == ESRCH)
+			return 0;
+		hidden = errno == EPERM; /* another user's: /proc may hide it (hidepid) */
+	}
 	if ((owner >> 32) == 0)
 		return 1; /* recorded without /proc: the pid alone (as sync's liveness slots) */
 	int gone;
 	uint32_t st = start_time(pid, &gone);
 	if (gone)
-		return 0;
+		return hidden && st == UINT32_MAX; /* no entry, yet kill saw it: alive */
 	return st == 0 || st == (uint32_t)(owner >> 32);
 }
 
@@ -205,9 +211,9 @@ static int owner_alive(struct shmring *r, int i, uint64_t owner)
  * Before taking record i over (an idle record of a dead owner, or one recovery adopts): takes
  * its lock if this handle can, and says whether its owner o is dead. Holding the lock decides
  * for an owner that held it; a free record (o == 0) is ours to take. Returns 1 (dead or free:
- * go on; *locked says whether we now hold the lock, to drop if the owner word's CAS fails) or
- * 0 (alive, another handle is taking it, or the lock failed otherwise: leave it; no lock
- * held).
+ * go on; *locked says whether we now hold the lock, to drop if the owner word's CAS fails), 0
+ * (alive, or another handle is taking it: leave it; no lock held), or -errno (the lock call
+ * failed: ENOLCK and the like).
  */
 static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
 {
@@ -215,10 +221,21 @@ static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
 	if (hooked(r))
 		return o == 0 || !owner_alive(r, i, o);
 	int rc = _shmring_rec_lock(r, (unsigned)i);
-	if (rc == -ENOTSUP) /* no description of our own: seg->fd still sees locks, if any */
-		return o == 0 || !owner_alive(r, i, o);
-	if (rc != 0)
+	if (rc == -ENOTSUP) {
+		/* No description of our own (no /proc). A free lock alone does not say dead here:
+		 * the owner's handle may have closed and another handle of the same process taken
+		 * the record again under the same owner word, and our CAS would then adopt a live
+		 * record (found in review). So its process must be gone as well. */
+		if (o == 0)
+			return 1;
+		if ((o & OWNER_LOCKED) && _shmring_rec_locked(r, (unsigned)i) == 1)
+			return 0;
+		return !pid_alive(r, o);
+	}
+	if (rc == -EAGAIN)
 		return 0;
+	if (rc != 0)
+		return rc;
 	*locked = 1;
 	if (o == 0 || (o & OWNER_LOCKED) || !pid_alive(r, o))
 		return 1;
@@ -260,7 +277,10 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 				      : (o == 0 || !rec_idle(atomic_load_explicit(
 						       &rec->state, memory_order_acquire))))
 				continue;
-			if (!take_lock_if_dead(r, i, o, &locked))
+			int dead = take_lock_if_dead(r, i, o, &locked);
+			if (dead < 0)
+				return dead;
+			if (!dead)
 				continue;
 			/* With the ring's file, the record is held by its lock (OWNER_LOCKED):
 			 * then any process that sees the file, in any namespace, can tell
@@ -737,8 +757,10 @@ int shmring_mpmc_recover(struct shmring *r)
 		if (rec == r->m.rec)
 			continue;
 		uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
-		int locked;
-		if (o == 0 || !take_lock_if_dead(r, i, o, &locked))
+		int locked, dead = o == 0 ? 0 : take_lock_if_dead(r, i, o, &locked);
+		if (dead < 0)
+			return dead; /* not broken: the ring is fine, our lock call was not */
+		if (!dead)
 			continue;
 		/* Adopt it: from now on its owner is us, and alive (with OWNER_LOCKED while we
 		 * hold its lock, so that no other recovery adopts it while we finish it). */

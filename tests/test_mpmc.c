@@ -1183,7 +1183,7 @@ static int park_push(const char *name, const int *fds, uint64_t v, int recover_f
 	return rc != 0 ? 2 : rec != 0 ? 10 + (rec & 0xf) : 0;
 }
 
-enum { NS_PID, NS_TIME, NS_NO_PROC };
+enum { NS_PID, NS_TIME, NS_NO_PROC, NS_PID_NO_PROC };
 
 /*
  * Moves the calling process's future children into a new pid namespace (pid = 1) or time
@@ -1193,7 +1193,9 @@ enum { NS_PID, NS_TIME, NS_NO_PROC };
  */
 static int new_ns(int kind)
 {
-	int flag = kind == NS_PID ? CLONE_NEWPID : kind == NS_TIME ? CLONE_NEWTIME : CLONE_NEWNS;
+	static const int flags[] = {CLONE_NEWPID, CLONE_NEWTIME, CLONE_NEWNS,
+				    CLONE_NEWPID | CLONE_NEWNS};
+	int flag = flags[kind];
 	if (unshare(flag) != 0 && unshare(CLONE_NEWUSER | flag) != 0)
 		return -1;
 	if (kind == NS_TIME) {
@@ -1202,7 +1204,7 @@ static int new_ns(int kind)
 			return -1;
 	}
 	/* Private first: an empty /proc must not propagate to the machine's mount namespace. */
-	if (kind == NS_NO_PROC && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	if (flag & CLONE_NEWNS && (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
 				   mount("none", "/proc", "tmpfs", 0, NULL) != 0))
 		return -1;
 	return 0;
@@ -1234,11 +1236,15 @@ static int ns_supported(int kind)
  * by an OFD lock, which the kernel drops at death whatever the namespaces. Skipped where
  * neither unshare() nor a user namespace is permitted. NS_NO_PROC: a process without /proc
  * (no description of its own to lock through, no start times) judged every live process dead,
- * and was itself judged dead (found in review: a duplicated slot).
+ * and was itself judged dead (found in review: a duplicated slot). NS_PID_NO_PROC: such a
+ * process in another pid namespace must still see the others' locks (a judge by pid alone took
+ * them for dead); it is itself judged by kill alone, right here only because its pid, 1, also
+ * exists here (the documented limit of handles without /proc).
  */
 static void other_namespace_case(int kind)
 {
-	static const char *tags[] = {"mpmc-pidns", "mpmc-timens", "mpmc-noproc"};
+	static const char *tags[] = {"mpmc-pidns", "mpmc-timens", "mpmc-noproc",
+				     "mpmc-pidns-noproc"};
 	const char *name = tu_shm_name(tags[kind]);
 	struct shmring_params p = mp_params(8, 8);
 	struct shmring *r;
@@ -1310,6 +1316,13 @@ Test(mpmc, participant_without_proc_is_alive)
 	other_namespace_case(NS_NO_PROC);
 }
 
+Test(mpmc, participant_without_proc_in_another_pid_namespace_sees_locks)
+{
+	if (!ns_supported(NS_PID_NO_PROC))
+		cr_skip_test("no pid and mount namespaces can be made here");
+	other_namespace_case(NS_PID_NO_PROC);
+}
+
 /* A fork child that closes its copy of its parent's handle leaves the parent's record alone
  * (it freed it: a third handle then took the same record as the parent's). */
 Test(mpmc, fork_child_close_keeps_the_parents_record)
@@ -1369,6 +1382,7 @@ Test(mpmc, dead_parents_record_recovered_while_its_child_lives)
 	cr_assert_eq(pipe(hold), 0);
 	pid_t a = fork();
 	if (a == 0) {
+		alarm(30);	/* not left parked for ever if the test fails before killing it */
 		close(hold[1]); /* the grandchild's wait ends when the test process goes */
 		struct shmring *h;
 		int fds[2] = {info[1], hold[0]};
