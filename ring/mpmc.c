@@ -244,6 +244,22 @@ static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
 	return 0;
 }
 
+/*
+ * After adopting record i by a CAS from o without holding its lock (no description of our
+ * own): the word may be o again because a handle of o's process took the record again after we
+ * judged it free (our kill() cannot see that process across pid namespaces). Such a handle
+ * locks before its CAS, so a held lock now means exactly that: give the record back. Returns 1
+ * (given back: leave it), 0 (ours).
+ */
+static int retaken(struct shmring *r, int i, uint64_t o, uint64_t me, int locked)
+{
+	if (locked || hooked(r) || !(o & OWNER_LOCKED) || _shmring_rec_locked(r, (unsigned)i) != 1)
+		return 0;
+	atomic_compare_exchange_strong_explicit(&r->m.recs[i].owner, &me, o, memory_order_release,
+						memory_order_relaxed);
+	return 1;
+}
+
 /* ---- handles ------------------------------------------------------------------------------ */
 
 /* A record holds nothing: IDLE, whatever its queue field, and no bulk fields (an IDLE record
@@ -287,9 +303,12 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 			 * whether we are alive. */
 			uint64_t mine = r->m.owner | (locked ? OWNER_LOCKED : 0);
 			/* A7: pairs with R7 in handle_fini/recovery: the record is idle. */
+			uint64_t was = o;
 			if (atomic_compare_exchange_strong_explicit(&rec->owner, &o, mine,
 								    memory_order_acq_rel,
 								    memory_order_relaxed)) {
+				if (retaken(r, i, was, mine, locked))
+					continue;
 				atomic_store_explicit(&rec->state, _SHMRING_MP_IDLE,
 						      memory_order_relaxed);
 				r->m.owner = mine;
@@ -746,7 +765,7 @@ static void close_gap(struct shmring *r, int q)
 
 int shmring_mpmc_recover(struct shmring *r)
 {
-	int done = 0, again = 0;
+	int done = 0, again = 0, err = 0;
 
 	if (!r || r->kind != SHMRING_MPMC)
 		return -EINVAL;
@@ -758,19 +777,26 @@ int shmring_mpmc_recover(struct shmring *r)
 			continue;
 		uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
 		int locked, dead = o == 0 ? 0 : take_lock_if_dead(r, i, o, &locked);
-		if (dead < 0)
-			return dead; /* not broken: the ring is fine, our lock call was not */
+		if (dead < 0) {
+			/* Not broken: the ring is fine, our lock call was not. What was recovered
+			 * so far still gets its gap closed and its wakes (found in review). */
+			err = dead;
+			break;
+		}
 		if (!dead)
 			continue;
 		/* Adopt it: from now on its owner is us, and alive (with OWNER_LOCKED while we
 		 * hold its lock, so that no other recovery adopts it while we finish it). */
 		uint64_t me = (r->m.owner & ~OWNER_LOCKED) | (locked ? OWNER_LOCKED : 0);
+		uint64_t was = o;
 		if (!atomic_compare_exchange_strong_explicit(
 			&rec->owner, &o, me, memory_order_acq_rel, memory_order_relaxed)) {
 			if (locked)
 				_shmring_rec_unlock(r, (unsigned)i);
 			continue;
 		}
+		if (retaken(r, i, was, me, locked))
+			continue;
 		int rc = finish(r, rec);
 		if (rc < 0 && rc != -EAGAIN) {
 			r->broken = 1; /* the record stays ours, and locked until we close */
@@ -803,5 +829,7 @@ int shmring_mpmc_recover(struct shmring *r)
 		_shmring_mp_wake(r, r->wake_data);
 		_shmring_mp_wake(r, r->wake_space);
 	}
+	if (err)
+		return err;
 	return again && done == 0 ? -EAGAIN : done;
 }

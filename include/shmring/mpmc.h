@@ -164,10 +164,10 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  *  - a handle made by shmring_attach (no file: anonymous or caller's memory, or a named ring's
  *    mapping), or one that could not open a description of its own (no /proc), is judged by pid
  *    and start time (kill(pid, 0) fails with ESRCH, or /proc/<pid>/stat field 22 differs from
- *    the recorded one; without /proc, by kill alone), and judges others' records that way
- *    unless it can see their locks. That is right only between processes in the same pid and
- *    time namespaces: a process in another one reads as dead, and its slots are taken from
- *    under it. Across namespaces, open every participant's handle by name or path.
+ *    the recorded one; without /proc, by kill alone), and judges others' records that way (a
+ *    record whose lock it sees held reads alive). That is right only between processes in the
+ *    same pid and time namespaces: a process in another one reads as dead, and its slots are
+ *    taken from under it. Across namespaces, open every participant's handle by name or path.
  * Then, for each dead owner:
  *  - a producer that died before its element was completely written: the index returns to the
  *    free queue; that element is lost (it was never pushed: push had not returned);
@@ -183,7 +183,9 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  * So a dead process loses at most the elements it was handling (one, or one call's bulk or
  * burst), and an element is never delivered twice. Recovery is itself safe to kill: a later call
  * resumes it. Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead
- * record could not be finished yet because a live participant was mid-step (call again), -EPROTO.
+ * record could not be finished yet because a live participant was mid-step (call again), -EPROTO,
+ * or -errno when a record lock call failed (ENOLCK, EMFILE: what was recovered before it is
+ * complete; call again).
  * Any role; never blocks (it reads /proc and asks fcntl about locks). Cost: O(records), plus
  * O(capacity) for each dead participant that died inside its few-instruction fetch-and-add window.
  */

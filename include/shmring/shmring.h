@@ -117,8 +117,8 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
  * geometry), -ENOSPC/-ENOMEM (no room: reported here, not as SIGBUS later, with
  * SHMRING_F_PREFAULT), -EPERM/-ENOMEM (mlock refused), or another errno from the kernel;
  * for MPMC also -EUSERS (every participant record taken) and what reopening the ring's own
- * file for its record lock can give (-EMFILE, -EACCES: a mode the caller may not open
- * read-write). On failure nothing is left behind in /dev/shm. Never blocks.
+ * file for its record lock and locking can give (-EMFILE, -EACCES: a mode the caller may not
+ * open read-write; -ENOLCK). On failure nothing is left behind in /dev/shm. Never blocks.
  */
 int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out);
 
@@ -129,8 +129,8 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
  * size the object has. Returns 0, -ENOENT, -ETIMEDOUT (never published: creator still working
  * or died), -EPROTO (corrupt, incompatible or of another kind or geometry; nothing stays
  * mapped), -EAGAIN (a peer kept moving its position while the first reading was taken),
- * -EINVAL; for MPMC also -EUSERS, -EMFILE, -EACCES as for shmring_create. May block up to the
- * timeout.
+ * -EINVAL; for MPMC also -EUSERS, -EMFILE, -EACCES, -ENOLCK as for shmring_create. May block up to
+ * the timeout.
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 
