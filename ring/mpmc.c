@@ -248,8 +248,10 @@ static int take_lock_if_dead(struct shmring *r, int i, uint64_t o, int *locked)
  * After adopting record i by a CAS from o without holding its lock (no description of our
  * own): the word may be o again because a handle of o's process took the record again after we
  * judged it free (our kill() cannot see that process across pid namespaces). Such a handle
- * locks before its CAS, so a held lock now means exactly that: give the record back. Returns 1
- * (given back: leave it), 0 (ours).
+ * locks before its CAS, so it holds the lock now. A held lock may also be a locking handle about
+ * to adopt or take the record itself (its CAS then fails against ours): we cannot tell the two
+ * apart, so give the record back either way, and the caller looks again (found in review: a
+ * recover said nothing was dead). Returns 1 (given back), 0 (ours).
  */
 static int retaken(struct shmring *r, int i, uint64_t o, uint64_t me, int locked)
 {
@@ -283,8 +285,14 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 		return rc;
 	for (int q = 0; q < 2; q++)
 		r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
-	/* A free record first; else an idle one whose owner died. */
-	for (int pass = 0; pass < 2; pass++) {
+	/* A free record first; else an idle one whose owner died. A record given back by
+	 * retaken() may have been a locking handle's passing lock: look again, a few times. */
+	for (int pass = 0, gave_back = 0, rounds = 0; pass < 2 || (gave_back && ++rounds < 4);
+	     pass++) {
+		if (pass == 2) { /* a round gave a record back: both passes again */
+			pass = 0;
+			gave_back = 0;
+		}
 		for (int i = 0; i < SHMRING_MPMC_PARTICIPANTS; i++) {
 			struct _shmring_mpmc_rec *rec = &r->m.recs[i];
 			uint64_t o = atomic_load_explicit(&rec->owner, memory_order_acquire);
@@ -307,8 +315,10 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 			if (atomic_compare_exchange_strong_explicit(&rec->owner, &o, mine,
 								    memory_order_acq_rel,
 								    memory_order_relaxed)) {
-				if (retaken(r, i, was, mine, locked))
+				if (retaken(r, i, was, mine, locked)) {
+					gave_back = 1;
 					continue;
+				}
 				atomic_store_explicit(&rec->state, _SHMRING_MP_IDLE,
 						      memory_order_relaxed);
 				r->m.owner = mine;
@@ -795,8 +805,10 @@ int shmring_mpmc_recover(struct shmring *r)
 				_shmring_rec_unlock(r, (unsigned)i);
 			continue;
 		}
-		if (retaken(r, i, was, me, locked))
+		if (retaken(r, i, was, me, locked)) {
+			again = 1; /* a locking handle's, live or about to adopt it: look again */
 			continue;
+		}
 		int rc = finish(r, rec);
 		if (rc < 0 && rc != -EAGAIN) {
 			r->broken = 1; /* the record stays ours, and locked until we close */

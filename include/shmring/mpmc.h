@@ -183,7 +183,8 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  * So a dead process loses at most the elements it was handling (one, or one call's bulk or
  * burst), and an element is never delivered twice. Recovery is itself safe to kill: a later call
  * resumes it. Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead
- * record could not be finished yet because a live participant was mid-step (call again), -EPROTO,
+ * record could not be finished yet because a live participant was mid-step or another handle
+ * was taking it (call again), -EPROTO,
  * or -errno when a record lock call failed (ENOLCK, EMFILE: what was recovered before it is
  * complete; call again).
  * Any role; never blocks (it reads /proc and asks fcntl about locks). Cost: O(records), plus
