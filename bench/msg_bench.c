@@ -463,23 +463,65 @@ static int run(struct chan *c, uint32_t size, double *msgs_per_s)
 }
 
 /* memcpy bandwidth (bytes/s): one core copying size-byte chunks out of a ring-sized buffer. */
-static double memcpy_floor(uint32_t size)
+/* memcpy bandwidth over a buffer of ring bytes in pieces of size, pinned to CPU 0. */
+static double memcpy_at(uint32_t size, uint32_t ring)
 {
-	unsigned char *src = aligned_alloc(4096, RING_BYTES),
-		      *dst = aligned_alloc(4096, RING_BYTES);
-	memset(src, 1, RING_BYTES);
-	memset(dst, 2, RING_BYTES);
+	unsigned char *src = aligned_alloc(4096, ring), *dst = aligned_alloc(4096, ring);
+	memset(src, 1, ring);
+	memset(dst, 2, ring);
 	pin(0);
 	uint64_t bytes = 0, t0 = now_ns(), t1;
 	do {
-		for (uint32_t off = 0; off + size <= RING_BYTES; off += size)
+		for (uint32_t off = 0; off + size <= ring; off += size)
 			memcpy(dst + off, src + off, size);
 		__asm__ volatile("" : : "r"(dst) : "memory");
-		bytes += RING_BYTES - RING_BYTES % size;
+		bytes += ring - ring % size;
 	} while ((t1 = now_ns()) - t0 < (uint64_t)(run_s * 1e9));
 	free(src);
 	free(dst);
 	return (double)bytes * 1e9 / (double)(t1 - t0);
+}
+
+static double memcpy_floor(uint32_t size)
+{
+	return memcpy_at(size, RING_BYTES);
+}
+
+/*
+ * The ring's own data path, with no peer: one thread on CPU 0 sends each message and receives
+ * it again, through a ring of ONE_CPU_RING bytes that stays in cache. Message bytes per second,
+ * or 0 when the size does not fit that ring. Each message is copied twice (in, out), so half
+ * of memcpy's bandwidth is the pace of two copies at memcpy's speed: what headers, fillers
+ * and the copies' alignment cost shows here, where the cross-core runs above drown it.
+ */
+#define ONE_CPU_RING (1u << 17)
+static double one_cpu(uint32_t size)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG, .capacity = ONE_CPU_RING};
+	struct shmring *r;
+	unsigned char *src = aligned_alloc(4096, size + 64), *dst = aligned_alloc(4096, size + 64);
+	double rate = 0;
+
+	if (!src || !dst || shmring_create_anon(&p, &r) != 0)
+		goto out;
+	if (size <= shmring_msg_max(r)) {
+		memset(src, 3, size);
+		pin(0);
+		uint64_t n = 0, t0 = now_ns(), t1;
+		do {
+			for (int i = 0; i < 64; i++, n++)
+				if (shmring_msg_send(r, src, size, 0) != 0 ||
+				    shmring_msg_recv(r, dst, size, NULL) != (int)size)
+					goto close;
+		} while ((t1 = now_ns()) - t0 < (uint64_t)(run_s * 1e9));
+		rate = (double)n * size * 1e9 / (double)(t1 - t0);
+	}
+close:
+	shmring_close(r);
+out:
+	free(src);
+	free(dst);
+	return rate;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -598,6 +640,19 @@ int main(int argc, char **argv)
 			if (med[i] > 0)
 				printf("  %.1fx %s", med[0] / med[i], chans[i].name);
 		printf("\n");
+		/* Alternated with memcpy at the same size, round by round. */
+		double oc[MAXROUNDS], of[MAXROUNDS], olo, ohi;
+		for (int rd = 0; rd < rounds; rd++) {
+			of[rd] = memcpy_at(size, ONE_CPU_RING);
+			oc[rd] = one_cpu(size) / of[rd];
+		}
+		double om = median(oc, rounds, &olo, &ohi);
+		if (om > 0)
+			printf("  one CPU, in cache (send then recv by one thread, %u KiB ring): "
+			       "%.0f%% "
+			       "[%.0f-%.0f] of memcpy there (two copies each: 50%% is memcpy's "
+			       "pace)\n",
+			       ONE_CPU_RING >> 10, 100 * om, 100 * olo, 100 * ohi);
 	}
 	return 0;
 }

@@ -6,7 +6,8 @@
  *
  * Input: 2 bytes of set-up, then operations.
  *   byte 0: bit 0: MPSC (else SPSC); bit 1: producer and consumer on separate handles
- *   byte 1: log2 of the capacity: 6 + byte % 7 (64 .. 4096 bytes)
+ *   byte 1: log2 of the capacity: 6 + byte % 9 (64 .. 16384 bytes: from 8192 on, messages
+ *           reach SHMRING_MSG_ALIGN_MIN and take fillers)
  *   then: an opcode byte (mod 9) and its arguments, until the input ends
  * Any difference from the model (return value, length, type, contents, alignment) traps.
  */
@@ -20,7 +21,7 @@
 
 #include "fuzz_input.h"
 
-#define CAP_MAX	 4096u
+#define CAP_MAX	 16384u
 #define QMAX	 (CAP_MAX / 8 + 8)
 #define CHECK(c) ((c) ? (void)0 : __builtin_trap())
 
@@ -28,6 +29,7 @@ struct rec {
 	uint64_t bytes; /* padding before it + its stride */
 	int msg;	/* 0: a discarded record (abort, or the rest of a shorter commit) */
 	uint32_t len, type, seed;
+	uint32_t res; /* the length reserved for it: from SHMRING_MSG_ALIGN_MIN, 64-byte aligned */
 };
 
 struct model {
@@ -48,26 +50,44 @@ static uint64_t stride(uint32_t len)
 	return 8 + (((uint64_t)len + 7) & ~7ull);
 }
 
-/* Bytes a record of len needs at the model's tail (padding included). */
-static uint64_t need(const struct model *m, uint32_t len, uint64_t *pad)
+/* The first header position from h on, within its lap, that leaves a payload of len where the
+ * ring promises it (on a 64-byte boundary from SHMRING_MSG_ALIGN_MIN on), or UINT64_MAX if the
+ * record would then cross the end of the lap. */
+static uint64_t header_at(const struct model *m, uint64_t h, uint32_t len)
 {
-	uint64_t to_end = m->cap - (m->tail % m->cap), s = stride(len);
+	uint64_t end = (h / m->cap + 1) * m->cap;
 
-	*pad = s <= to_end ? 0 : to_end;
-	return *pad + s;
+	while (len >= SHMRING_MSG_ALIGN_MIN && (h + 8) % 64 != 0)
+		h += 8;
+	return h + stride(len) <= end ? h : UINT64_MAX;
+}
+
+/* Bytes a record of len needs at the model's tail: *pad of padding to the end of the lap when
+ * it does not fit there, then *fill of filler before its header, then the record. */
+static uint64_t need(const struct model *m, uint32_t len, uint64_t *pad, uint64_t *fill)
+{
+	uint64_t h = header_at(m, m->tail, len);
+
+	*pad = 0;
+	if (h == UINT64_MAX) {
+		*pad = m->cap - m->tail % m->cap;
+		h = header_at(m, m->tail + *pad, len);
+	}
+	*fill = h - m->tail - *pad;
+	return *pad + *fill + stride(len);
 }
 
 static int fits(const struct model *m, uint32_t len)
 {
-	uint64_t pad;
-	return need(m, len, &pad) <= m->cap - (m->tail - m->head);
+	uint64_t pad, fill;
+	return need(m, len, &pad, &fill) <= m->cap - (m->tail - m->head);
 }
 
 static void push(struct model *m, uint64_t bytes, int msg, uint32_t len, uint32_t type,
 		 uint32_t seed)
 {
 	CHECK(m->qt - m->qh < QMAX * 2);
-	m->q[m->qt++ % (QMAX * 2)] = (struct rec){bytes, msg, len, type, seed};
+	m->q[m->qt++ % (QMAX * 2)] = (struct rec){bytes, msg, len, type, seed, 0};
 	m->tail += bytes;
 }
 
@@ -98,14 +118,23 @@ static void check_msg(const struct rec *e, const uint8_t *p, uint32_t n, uint32_
 		CHECK(p[i] == pb(e->seed, i));
 }
 
-/* The padding record a reservation of res needs, as a record of its own: MPSC publishes it at
- * reserve, SPSC with the message at commit. */
+/* A message seen in place (peek): as check_msg, and where the ring promised to put it. */
+static void check_peek(const struct rec *e, const uint8_t *p, uint32_t n, uint32_t type)
+{
+	check_msg(e, p, n, type);
+	CHECK(((uintptr_t)p & (e->res >= SHMRING_MSG_ALIGN_MIN ? 63 : 7)) == 0);
+}
+
+/* The padding and filler records a reservation of res needs, as records of their own: MPSC
+ * publishes them at reserve, SPSC with the message at commit. */
 static void model_pad(struct model *m, uint32_t res)
 {
-	uint64_t pad;
-	need(m, res, &pad);
+	uint64_t pad, fill;
+	need(m, res, &pad, &fill);
 	if (pad)
 		push(m, pad, 0, 0, 0, 0);
+	if (fill)
+		push(m, fill, 0, 0, 0, 0);
 }
 
 /* Producer side of one message: the model's view of a commit of len of a reservation of res
@@ -114,12 +143,10 @@ static void model_commit(struct model *m, uint32_t res, uint32_t len, uint32_t t
 {
 	if (!m->mpsc)
 		model_pad(m, res);
-	if (m->mpsc && stride(len) < stride(res)) {
-		push(m, stride(len), 1, len, type, seed);
+	push(m, stride(len), 1, len, type, seed);
+	m->q[(m->qt - 1) % (QMAX * 2)].res = res;
+	if (m->mpsc && stride(len) < stride(res))
 		push(m, stride(res) - stride(len), 0, 0, 0, 0);
-	} else {
-		push(m, stride(len), 1, len, type, seed);
-	}
 }
 
 static void model_send(struct model *m, uint32_t len, uint32_t type, uint32_t seed)
@@ -148,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&m, 0, sizeof(m));
 	m.mpsc = b0 & 1;
-	m.cap = 1ull << (6 + next8(&in) % 7);
+	m.cap = 1ull << (6 + next8(&in) % 9);
 	prm.kind = m.mpsc ? SHMRING_MSG_MPSC : SHMRING_MSG;
 	prm.capacity = m.cap;
 	ssize_t sz = shmring_memsize(&prm);
@@ -199,7 +226,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				CHECK(rc == -EAGAIN);
 				break;
 			}
-			CHECK(rc == 0 && ((uintptr_t)w & 7) == 0);
+			CHECK(rc == 0 &&
+			      ((uintptr_t)w & (len >= SHMRING_MSG_ALIGN_MIN ? 63 : 7)) == 0);
 			if (m.mpsc)
 				model_pad(&m, len);
 			uint32_t len2 = op == 1 ? (len ? next16(&in) % (len + 1) : 0) : len;
@@ -211,7 +239,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				rc = shmring_msg_peek(cr, &p, &n, &t);
 				if (e) {
 					CHECK(rc == 0);
-					check_msg(e, p, n, t);
+					check_peek(e, p, n, t);
 					CHECK(shmring_msg_release(cr) == 0);
 					pop(&m);
 				} else {
@@ -249,7 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				CHECK(shmring_msg_release(cr) == -EINVAL);
 			} else {
 				CHECK(rc == 0);
-				check_msg(e, p, n, t);
+				check_peek(e, p, n, t);
 				CHECK(shmring_msg_release(cr) == 0);
 				pop(&m);
 			}
@@ -316,7 +344,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const void *p;
 		uint32_t n, t;
 		CHECK(shmring_msg_peek(cr, &p, &n, &t) == 0);
-		check_msg(e, p, n, t);
+		check_peek(e, p, n, t);
 		CHECK(shmring_msg_release(cr) == 0);
 		pop(&m);
 	}

@@ -22,12 +22,12 @@ static int ready_data(struct shmring *r, void *arg)
 /* Producer: room for a message of *len bytes at the producer's position. */
 static int ready_space(struct shmring *r, void *arg)
 {
-	uint64_t cap = r->capacity, stride = _shmring_msg_stride(*(const uint32_t *)arg);
+	uint64_t cap = r->capacity, len = *(const uint32_t *)arg, pad, gap;
 
 	if (r->kind == SHMRING_MSG) {
-		uint64_t t = r->p.tail, to_end = cap - (t & r->mask);
+		uint64_t t = r->p.tail;
 		/* Reads the consumer's position (A1) when the cache says there is no room. */
-		int rc = _shmring_msg_spsc_room(r, t, stride <= to_end ? stride : to_end + stride);
+		int rc = _shmring_msg_spsc_room(r, t, _shmring_msg_need(r, t, len, &pad, &gap));
 		return rc == 0 ? 1 : rc == -EAGAIN ? 0 : rc;
 	}
 	if (r->broken)
@@ -41,8 +41,7 @@ static int ready_space(struct shmring *r, void *arg)
 			continue; /* t went stale meanwhile: read both again */
 		if (t - h > cap)
 			return 1; /* impossible: the reserve reports it (-EPROTO) */
-		uint64_t to_end = cap - (t & r->mask);
-		return cap - (t - h) >= (stride <= to_end ? stride : to_end + stride);
+		return cap - (t - h) >= _shmring_msg_need(r, t, len, &pad, &gap);
 	}
 	return 0; /* a peer that never lets the pair rest: sleep, up to a slice */
 }

@@ -191,6 +191,143 @@ Test(msg, boundaries)
 	}
 }
 
+/* Where the payload of a record with its header at ring offset pos lies, given p0, the payload
+ * of a record with its header at 0 (8 bytes past the ring's base). */
+static const unsigned char *at(const void *p0, uint64_t pos)
+{
+	return (const unsigned char *)p0 + pos;
+}
+
+/* Receives one message by peek, checks its bytes (fill value v, length n) and its alignment. */
+static const void *take(struct shmring *r, uint32_t n, unsigned char v)
+{
+	const void *p;
+	uint32_t len;
+
+	cr_assert_eq(shmring_msg_peek(r, &p, &len, NULL), 0);
+	cr_assert_eq(len, n);
+	cr_assert_eq((uintptr_t)p & (n >= SHMRING_MSG_ALIGN_MIN ? 63 : 7), 0, "len %u", n);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(((const unsigned char *)p)[i], v);
+	cr_assert_eq(shmring_msg_release(r), 0);
+	return p;
+}
+
+Test(msg, large_payloads_on_a_cache_line)
+{
+	static unsigned char m[2048];
+
+	for (int k = 0; k < 2; k++) {
+		struct shmring *r = mk(kinds[k], 8192);
+		void *w;
+
+		cr_assert_eq(shmring_msg_max(r), 2040);
+		/* A small message at 0 gives the ring's base; 111 records of 64 bytes reach 7104.
+		 */
+		memset(m, 1, 56);
+		cr_assert_eq(shmring_msg_send(r, m, 56, 0), 0);
+		const void *p0 = take(r, 56, 1);
+		for (int i = 1; i < 111; i++) {
+			cr_assert_eq(shmring_msg_send(r, m, 56, 0), 0);
+			take(r, 56, 1);
+		}
+		/* 7104: a filler of 56, the header at 7160, the payload at 7168 and ending exactly
+		 * at the end of the ring: no padding. The next goes at 0 + 56, payload at 64. */
+		memset(m, 2, sizeof(m));
+		cr_assert_eq(shmring_msg_send(r, m, 1024, 0), 0);
+		cr_assert_eq(shmring_msg_send(r, m, 1024, 0), 0);
+		cr_assert_eq(take(r, 1024, 2), at(p0, 7160), "kind %u", kinds[k]);
+		cr_assert_eq(take(r, 1024, 2), at(p0, 56));
+		/* 1088: already 8 below a line, no filler; a message just under the threshold
+		 * takes no filler either. */
+		memset(m, 3, sizeof(m));
+		cr_assert_eq(shmring_msg_send(r, m, 1023, 0), 0);
+		cr_assert_eq(take(r, 1023, 3), at(p0, 1088));
+		/* 1088 + 1032 = 2120 (8 past a line): a filler of 48, header at 2168. A reserve's
+		 * pointer is aligned too, and an abort of it leaves nothing to receive. */
+		cr_assert_eq(shmring_msg_reserve(r, 1500, &w), 0);
+		cr_assert_eq(w, at(p0, 2168));
+		cr_assert_eq(shmring_msg_abort(r), 0);
+		cr_assert_eq(shmring_msg_recv(r, m, sizeof(m), NULL), -EAGAIN);
+		/* The filler counts against the room: at 0 (after a lap) the largest message
+		 * needs 56 + 2048 bytes, and only three of them fit where four would without. */
+		for (;;) { /* to the start of the ring again, with small messages */
+			const void *q;
+			uint32_t len;
+			memset(m, 4, 56);
+			cr_assert_eq(shmring_msg_send(r, m, 56, 0), 0);
+			cr_assert_eq(shmring_msg_peek(r, &q, &len, NULL), 0);
+			cr_assert_eq(shmring_msg_release(r), 0);
+			if (q == at(p0, 8192 - 64))
+				break;
+		}
+		memset(m, 5, sizeof(m));
+		int n = 0;
+		while (shmring_msg_send(r, m, 2040, 0) == 0)
+			n++;
+		cr_assert_eq(n, 3, "kind %u: %d sent", kinds[k], n);
+		cr_assert_eq(take(r, 2040, 5), at(p0, 56));
+		cr_assert_eq(take(r, 2040, 5), at(p0, 2104));
+		cr_assert_eq(take(r, 2040, 5), at(p0, 4152));
+		cr_assert_eq(shmring_msg_recv(r, m, sizeof(m), NULL), -EAGAIN);
+		/* 6200: the last 1992 bytes cannot hold a record of 2048: padding, then a filler of 56. */
+		cr_assert_eq(shmring_msg_send(r, m, 2040, 0), 0);
+		cr_assert_eq(take(r, 2040, 5), at(p0, 56));
+		shmring_close(r);
+	}
+}
+
+/* Random sizes across the threshold, shorter commits and aborts, many laps of a small ring:
+ * every message arrives whole, in order, and aligned as the threshold says. */
+Test(msg, large_payloads_random)
+{
+	static unsigned char got[2048];
+
+	for (int k = 0; k < 2; k++) {
+		struct shmring *r = mk(kinds[k], 8192);
+		uint32_t sent = 0, recvd = 0, rnd = 12345 + (uint32_t)k;
+		uint32_t lens[64];
+
+		for (int step = 0; step < 40000; step++) {
+			rnd = rnd * 1103515245u + 12345u;
+			uint32_t x = rnd >> 8;
+			if ((x & 1) != 0 && sent - recvd < 64) {
+				uint32_t len = (x >> 2) % 2041, keep = len;
+				void *w;
+				int rc = shmring_msg_reserve(r, len, &w);
+				if (rc == -EAGAIN)
+					continue;
+				cr_assert_eq(rc, 0);
+				cr_assert_eq((uintptr_t)w & (len >= SHMRING_MSG_ALIGN_MIN ? 63 : 7),
+					     0);
+				if ((x >> 14) % 8 == 0) {
+					cr_assert_eq(shmring_msg_abort(r), 0);
+					continue;
+				}
+				if ((x >> 14) % 8 == 1)
+					keep = len / 2;
+				memset(w, (int)(sent & 0xff), keep);
+				cr_assert_eq(shmring_msg_commit(r, keep, sent), 0);
+				lens[sent++ % 64] = keep;
+			} else {
+				uint32_t type;
+				int rc = shmring_msg_recv(r, got, sizeof(got), &type);
+				if (rc == -EAGAIN) {
+					cr_assert_eq(sent, recvd);
+					continue;
+				}
+				cr_assert_eq(rc, (int)lens[recvd % 64], "message %u", recvd);
+				cr_assert_eq(type, recvd);
+				for (int i = 0; i < rc; i++)
+					cr_assert_eq(got[i], recvd & 0xff);
+				recvd++;
+			}
+		}
+		cr_assert_gt(recvd, 8000, "%u received", recvd);
+		shmring_close(r);
+	}
+}
+
 Test(msg, bursts)
 {
 	for (int k = 0; k < 2; k++) {

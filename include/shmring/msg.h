@@ -5,7 +5,9 @@
  * Geometry: capacity is in bytes (a power of two, 64 .. SHMRING_MSG_CAPACITY_MAX); elem_size is
  * 0 or 1 at create (recorded as 1). A record is an 8-byte header then the payload, padded to a
  * multiple of 8; records never straddle the end of the ring: a padding record fills the rest
- * of the ring instead. The largest message is shmring_msg_max() = capacity / 4 - 8 bytes.
+ * of the ring instead. A message of SHMRING_MSG_ALIGN_MIN bytes or more has its payload on a
+ * 64-byte boundary, behind a small discarded record where needed. The largest message is
+ * shmring_msg_max() = capacity / 4 - 8 bytes.
  *
  * Header: one 64-bit word. Low 32 bits: length (bits 0..27) and flags (VALID 28, PAD 29,
  * DISCARD 30, BUSY 31). High 32 bits: the user's type tag; while BUSY, the claimant's pid.
@@ -93,6 +95,41 @@ static inline uint64_t _shmring_msg_stride(uint64_t len)
 	return 8 + ((len + 7) & ~(uint64_t)7);
 }
 
+/*
+ * A message of at least this many bytes has its payload on a 64-byte boundary (a cache line):
+ * where its header would not leave it there, the producer puts a discarded record of 8 to 56
+ * bytes (a "filler") before it, which the consumer skips like any other. Why: copying into a
+ * destination 8 bytes past a 64-byte boundary ran at 16 GB/s against 37 GB/s aligned for
+ * 64 KiB, and 25 against 36 GB/s for 8 KiB, on the AMD EPYC where this was measured (glibc's
+ * memcpy uses the CPU's string copy from a few KiB up, and that is the one that minds). Below
+ * 1 KiB the copy does not care and a filler would only cost space. Old consumers skip fillers
+ * too: the ring's format is unchanged.
+ */
+#define SHMRING_MSG_ALIGN_MIN 1024u
+
+/* Internal: filler bytes before a record of len payload bytes whose header would go at t. */
+static inline uint64_t _shmring_msg_gap(uint64_t t, uint64_t len)
+{
+	return len < SHMRING_MSG_ALIGN_MIN ? 0 : (56 - (t & 63)) & 63;
+}
+
+/*
+ * Internal: where a message of len goes at producer position t. Returns the bytes it needs
+ * there: *pad bytes of padding record when it does not fit before the end of the ring (else 0),
+ * then *gap bytes of filler (else 0), then its record.
+ */
+static inline uint64_t _shmring_msg_need(const struct shmring *r, uint64_t t, uint64_t len,
+					 uint64_t *pad, uint64_t *gap)
+{
+	uint64_t to_end = r->capacity - (t & r->mask), stride = _shmring_msg_stride(len);
+
+	*gap = _shmring_msg_gap(t, len);
+	*pad = *gap + stride <= to_end ? 0 : to_end;
+	if (*pad)
+		*gap = _shmring_msg_gap(0, len);
+	return *pad + *gap + stride;
+}
+
 static inline _Atomic uint64_t *_shmring_msg_hdr(struct shmring *r, uint64_t pos)
 {
 	return (_Atomic uint64_t *)(void *)(r->data + (pos & r->mask));
@@ -126,6 +163,26 @@ static inline void _shmring_msg_wake_data(struct shmring *r)
 		_shmring_wake(r, r->wake_data);
 }
 
+/* Internal, producer: writes the padding and filler records that _shmring_msg_need() asked
+ * for at t, and returns where the message's header goes. */
+static inline uint64_t _shmring_msg_lay(struct shmring *r, uint64_t t, uint64_t pad, uint64_t gap,
+					memory_order mo)
+{
+	if (pad) {
+		atomic_store_explicit(_shmring_msg_hdr(r, t),
+				      _SHMRING_MSG_VALID | _SHMRING_MSG_PAD | (uint32_t)(pad - 8),
+				      mo);
+		t += pad;
+	}
+	if (gap) {
+		atomic_store_explicit(
+		    _shmring_msg_hdr(r, t),
+		    _SHMRING_MSG_VALID | _SHMRING_MSG_DISCARD | (uint32_t)(gap - 8), mo);
+		t += gap;
+	}
+	return t;
+}
+
 /* ---- producer ----------------------------------------------------------------------------- */
 
 /* Internal, SPSC: room for need bytes at tail t, reading the consumer's position only when the
@@ -150,22 +207,13 @@ static inline int _shmring_msg_spsc_room(struct shmring *r, uint64_t t, uint64_t
 
 static inline int _shmring_msg_spsc_reserve(struct shmring *r, uint32_t len, void **ptr)
 {
-	uint64_t t = r->p.tail;
-	uint64_t stride = _shmring_msg_stride(len);
-	uint64_t to_end = r->capacity - (t & r->mask);
-	uint64_t need = stride <= to_end ? stride : to_end + stride;
-	int rc = _shmring_msg_spsc_room(r, t, need);
+	uint64_t t = r->p.tail, pad, gap;
+	int rc = _shmring_msg_spsc_room(r, t, _shmring_msg_need(r, t, len, &pad, &gap));
 
 	if (rc)
 		return rc;
-	if (stride > to_end) {
-		/* Unpublished until R1; an abort leaves it behind harmlessly. */
-		atomic_store_explicit(_shmring_msg_hdr(r, t),
-				      _SHMRING_MSG_VALID | _SHMRING_MSG_PAD |
-					  (uint32_t)(to_end - 8),
-				      memory_order_relaxed);
-		t += to_end;
-	}
+	/* Unpublished until R1; an abort leaves them behind harmlessly. */
+	t = _shmring_msg_lay(r, t, pad, gap, memory_order_relaxed);
 	r->msg.p.res_pos = t;
 	r->msg.p.res_len = len;
 	r->msg.p.res_active = 1;
@@ -187,9 +235,8 @@ static inline void _shmring_msg_unclaim(struct shmring *r)
 static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, void **ptr)
 {
 	uint64_t cap = r->capacity;
-	uint64_t stride = _shmring_msg_stride(len);
 	uint64_t t = atomic_load_explicit(r->prod_pos, memory_order_relaxed);
-	uint64_t to_end, need;
+	uint64_t need, pad, gap;
 	unsigned tries;
 
 	if (r->broken)
@@ -207,8 +254,7 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 			_shmring_msg_unclaim(r);
 			return _shmring_msg_break(r);
 		}
-		to_end = cap - (t & r->mask);
-		need = stride <= to_end ? stride : to_end + stride;
+		need = _shmring_msg_need(r, t, len, &pad, &gap);
 		uint64_t used = t - r->p.head_cache;
 		if (used > cap || cap - used < need) {
 			/* t first, then h: an honest ring always has prod <= cons + cap, and cons
@@ -225,8 +271,7 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 				return _shmring_msg_break(r);
 			}
 			r->p.head_cache = h;
-			to_end = cap - (t & r->mask);
-			need = stride <= to_end ? stride : to_end + stride;
+			need = _shmring_msg_need(r, t, len, &pad, &gap);
 			if (cap - (t - h) < need) {
 				_shmring_msg_unclaim(r);
 				return -EAGAIN;
@@ -246,14 +291,9 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 		_shmring_msg_unclaim(r);
 		return -EAGAIN;
 	}
-	if (stride > to_end) {
-		/* R3: pairs with A3 in shmring_msg_peek(). */
-		atomic_store_explicit(_shmring_msg_hdr(r, t),
-				      _SHMRING_MSG_VALID | _SHMRING_MSG_PAD |
-					  (uint32_t)(to_end - 8),
-				      memory_order_release);
-		t += to_end;
-	}
+	/* R3: pairs with A3 in shmring_msg_peek(). A producer that dies after these leaves a
+	 * zero header at the claim's record, inside its named range: recovered as before. */
+	t = _shmring_msg_lay(r, t, pad, gap, memory_order_release);
 	uint64_t busy =
 	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | len | ((uint64_t)_shmring_msg_pid() << 32);
 	atomic_store_explicit(_shmring_msg_hdr(r, t), busy, memory_order_relaxed);
@@ -270,7 +310,8 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
 
 /*
  * Producer, zero-copy. Reserves room for a message of len bytes and sets *ptr to where its
- * payload goes (8-byte aligned, contiguous). Fill it, then shmring_msg_commit() or
+ * payload goes (contiguous; 8-byte aligned, and 64-byte aligned when len >=
+ * SHMRING_MSG_ALIGN_MIN). Fill it, then shmring_msg_commit() or
  * shmring_msg_abort(). One reservation per handle at a time; a second reserve replaces an
  * SPSC reservation (and returns -EBUSY on MPSC, where the first is already claimed).
  * Returns 0, -EAGAIN (no room), -EMSGSIZE (len > shmring_msg_max()), -EINVAL (not a message
@@ -501,7 +542,8 @@ static inline uint64_t _shmring_msg_freed_to(struct shmring *r, uint64_t h)
 
 /*
  * Consumer, zero-copy. Skips padding and discarded records and exposes the next message:
- * *ptr (8-byte aligned, valid until shmring_msg_release()), *len and *type (either may be
+ * *ptr (8-byte aligned, 64-byte aligned from SHMRING_MSG_ALIGN_MIN bytes on; valid until
+ * shmring_msg_release()), *len and *type (either may be
  * NULL). Returns 0, -EAGAIN (empty, or the next record is still being written), -EINVAL,
  * -EPROTO (bad header or position: the handle is broken). Non-blocking.
  */
