@@ -563,7 +563,13 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 	if (expect->reserved_ || (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
 		return -EINVAL;
 	key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0};
-	s = _shmring_reg_get(&key);
+	/* The mapping of a ring this process opened by name or path: the handle shares that
+	 * segment, file included, as a second open would. Without the file an MPMC handle
+	 * would hold its participant record by pid alone, which other pid namespaces misread
+	 * (shmring_mpmc_recover). */
+	s = _shmring_reg_named_at(mem);
+	if (!s)
+		s = _shmring_reg_get(&key);
 	if (s) {
 		if (s->geo.kind != expect->kind ||
 		    (expect->elem_size && s->geo.elem_size != expect->elem_size) ||

@@ -37,6 +37,9 @@ struct _shmring_seg {
  */
 struct _shmring_seg *_shmring_reg_get(const struct _shmring_key *key);
 
+/* A live named segment (one with a file) mapped at base in this process, referenced, or NULL. */
+struct _shmring_seg *_shmring_reg_named_at(const void *base);
+
 /*
  * Registers seg (refs already 1). If a live segment with the same key got there first, takes a
  * reference on that one and returns it instead; the caller then discards its own. Returns seg,

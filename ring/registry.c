@@ -135,6 +135,28 @@ struct _shmring_seg *_shmring_reg_get(const struct _shmring_key *key)
 	return s;
 }
 
+struct _shmring_seg *_shmring_reg_named_at(const void *base)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
+	struct _shmring_seg *found = NULL;
+
+	pthread_once(&table_once, table_init);
+	if (!table)
+		return NULL;
+	rcu_read_lock();
+	for (cds_lfht_first(table, &it); (n = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(table, &it)) {
+		struct _shmring_seg *s = caa_container_of(n, struct reg_node, node)->seg;
+		if (s->key.type == _SHMRING_KEY_INODE && s->base == base && ref_if_live(s)) {
+			found = s;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return found;
+}
+
 struct _shmring_seg *_shmring_reg_insert(struct _shmring_seg *seg)
 {
 	struct reg_node *rn;

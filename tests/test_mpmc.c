@@ -1170,16 +1170,24 @@ static int park_filled(struct shmring *r, int point, int queue, void *arg)
 
 /* In a child: opens the ring, recovers (expecting nothing dead) if asked, pushes v parked at
  * FILLED. Exit status: 0, or which step failed. */
-static int park_push(const char *name, const int *fds, uint64_t v, int recover_first)
+static int park_push(const char *name, const int *fds, uint64_t v, int recover_first, int attach)
 {
 	struct shmring_params p = mp_params(8, 8);
-	struct shmring *h;
-	if (shmring_open(name, &p, &h) != 0)
+	struct shmring *o, *h;
+	size_t len;
+	if (shmring_open(name, &p, &o) != 0)
 		return 1;
+	/* attach: the pushing handle is made by shmring_attach at the opened ring's base. */
+	if (!attach)
+		h = o;
+	else if (shmring_attach(shmring_base(o, &len), len, &p, &h) != 0)
+		return 3;
 	int rec = recover_first ? shmring_mpmc_recover(h) : 0;
 	shmring_mpmc_set_hook(h, park_filled, (void *)fds);
 	int rc = shmring_mpmc_push(h, &v);
 	shmring_close(h);
+	if (h != o)
+		shmring_close(o);
 	return rc != 0 ? 2 : rec != 0 ? 10 + (rec & 0xf) : 0;
 }
 
@@ -1241,7 +1249,7 @@ static int ns_supported(int kind)
  * them for dead); it is itself judged by kill alone, right here only because its pid, 1, also
  * exists here (the documented limit of handles without /proc).
  */
-static uint64_t other_namespace_case(int kind)
+static uint64_t other_namespace_case(int kind, int attach)
 {
 	static const char *tags[] = {"mpmc-pidns", "mpmc-timens", "mpmc-noproc",
 				     "mpmc-pidns-noproc"};
@@ -1257,7 +1265,7 @@ static uint64_t other_namespace_case(int kind)
 	pid_t a = fork();
 	if (a == 0) {
 		close(go[1]); /* so that a failed test's exit releases it (EOF) */
-		_exit(park_push(name, fds, 1, 0));
+		_exit(park_push(name, fds, 1, 0, attach));
 	}
 	cr_assert(read_byte(parked[0]), "the producer here did not park");
 	/* There: a process that recovers, then parks mid-push. */
@@ -1268,7 +1276,7 @@ static uint64_t other_namespace_case(int kind)
 			_exit(20);
 		pid_t b1 = fork();
 		if (b1 == 0)
-			_exit(park_push(name, fds, 2, 1));
+			_exit(park_push(name, fds, 2, 1, attach));
 		_exit(tu_wait(b1));
 	}
 	cr_assert(read_byte(parked[0]), "the process there did not park (status %d)",
@@ -1296,33 +1304,40 @@ static uint64_t other_namespace_case(int kind)
 }
 
 /* Skips where the namespace of that kind cannot be made, else runs the case. */
-static uint64_t ns_case(int kind)
+static uint64_t ns_case(int kind, int attach)
 {
 	static const char *what[] = {"a pid namespace", "a time namespace", "a mount namespace",
 				     "pid and mount namespaces"};
 	if (!ns_supported(kind))
 		cr_skip_test("%s cannot be made here", what[kind]);
-	return other_namespace_case(kind);
+	return other_namespace_case(kind, attach);
 }
 
 Test(mpmc, participant_in_another_pid_namespace_is_alive)
 {
-	cr_assert_eq(ns_case(NS_PID), 6u, "not both elements, each once");
+	cr_assert_eq(ns_case(NS_PID, 0), 6u, "not both elements, each once");
+}
+
+/* A handle made by shmring_attach at the base of a ring opened by name holds its record by the
+ * ring's file, as the opened one would (it used to be judged by pid, read dead from there). */
+Test(mpmc, attached_participant_in_another_pid_namespace_is_alive)
+{
+	cr_assert_eq(ns_case(NS_PID, 1), 6u, "not both elements, each once");
 }
 
 Test(mpmc, participant_in_another_time_namespace_is_alive)
 {
-	cr_assert_eq(ns_case(NS_TIME), 6u, "not both elements, each once");
+	cr_assert_eq(ns_case(NS_TIME, 0), 6u, "not both elements, each once");
 }
 
 Test(mpmc, participant_without_proc_is_alive)
 {
-	cr_assert_eq(ns_case(NS_NO_PROC), 6u, "not both elements, each once");
+	cr_assert_eq(ns_case(NS_NO_PROC, 0), 6u, "not both elements, each once");
 }
 
 Test(mpmc, participant_without_proc_in_another_pid_namespace_sees_locks)
 {
-	cr_assert_eq(ns_case(NS_PID_NO_PROC), 6u, "not both elements, each once");
+	cr_assert_eq(ns_case(NS_PID_NO_PROC, 0), 6u, "not both elements, each once");
 }
 
 /* Parks a push at FILLED after forking a child that outlives us: the child sends its pid to

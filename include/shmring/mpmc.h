@@ -157,12 +157,14 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  * Recovery. For every participant record whose owner is dead, finishes the operation that owner
  * was in, so that every index it held goes back to a queue and capacity does not shrink.
  * Who is dead:
- *  - a handle made from a file (shmring_create/open, shmring_create_file/open_file) holds its
+ *  - a handle made from a file (shmring_create/open, shmring_create_file/open_file, or
+ *    shmring_attach at the base of a ring this process has open that way) holds its
  *    record by an OFD lock on one byte of that file, taken through an open file description of
  *    its own before it owns the record, and dropped by the kernel when the process dies. That
  *    holds whatever pid or time namespaces the processes are in (containers sharing /dev/shm);
- *  - a handle made by shmring_attach (no file: anonymous or caller's memory, or a named ring's
- *    mapping), or one that could not open a description of its own (no /proc), is judged by pid
+ *  - a handle made by shmring_attach on memory with no file (anonymous or caller's memory, or
+ *    a mapping of the ring's file that this process did not get from shmring_open and the like),
+ *    or one that could not open a description of its own (no /proc), is judged by pid
  *    and start time (kill(pid, 0) fails with ESRCH, or /proc/<pid>/stat field 22 differs from
  *    the recorded one; without /proc, by kill alone), and judges others' records that way (a
  *    record whose lock it sees held reads alive). That is right only between processes in the

@@ -101,9 +101,11 @@ int shmring_init(void *mem, size_t len, const struct shmring_params *p);
 /*
  * Validates the ring at mem (len bytes) against expect (kind required; elem_size and capacity
  * checked when non-zero) and returns a handle in *out. Attaching the same address twice in one
- * process shares one registry entry. Returns 0, -EINVAL (also for memory hints in flags: they
- * make system calls, so apply them to your own mapping), -EPROTO (not a valid ring of that kind
- * and geometry), -EAGAIN (header not yet published), -ENOMEM. Never blocks. Any role.
+ * process shares one registry entry; attaching at the base of a ring this process opened by name
+ * or path (shmring_base()) shares that ring's, file included, as a second open would. Returns 0,
+ * -EINVAL (also for memory hints in flags: they make system calls, so apply them to your own
+ * mapping), -EPROTO (not a valid ring of that kind and geometry), -EAGAIN (header not yet
+ * published), -ENOMEM. Never blocks. Any role.
  */
 int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 		   struct shmring **out);
