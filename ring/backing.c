@@ -104,7 +104,8 @@ void _shmring_seg_release(struct _shmring_seg *seg)
 	}
 	if (seg->fd >= 0)
 		close(seg->fd);
-	seg->base = NULL;
+	/* base stays as it was: _shmring_reg_named_at() may still read it from a walk that began
+	 * before the node left the table (found in review: clearing it was a data race). */
 	seg->fd = -1;
 }
 

@@ -30,7 +30,19 @@ struct reg_node {
 	/* Hand-off to call_rcu's thread. liburcu's queue already orders it, but ThreadSanitizer
 	 * cannot see inside liburcu and would report every free as a race; RG1/AG1 show it. */
 	_Atomic int retired;
+	/* The same for the segment's fields, written before the node is added and read by
+	 * lookups (RP1/AP1): cds_lfht_add orders them, where ThreadSanitizer cannot see. */
+	_Atomic int published;
 };
+
+/* AP1: pairs with RP1 in _shmring_reg_insert(): the segment's key, base and geometry. */
+static struct _shmring_seg *seg_of(struct cds_lfht_node *n)
+{
+	struct reg_node *rn = caa_container_of(n, struct reg_node, node);
+
+	(void)atomic_load_explicit(&rn->published, memory_order_acquire);
+	return rn->seg;
+}
 
 static struct cds_lfht *table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
@@ -87,7 +99,7 @@ static unsigned long key_hash(const struct _shmring_key *k)
 static int key_match(struct cds_lfht_node *n, const void *key)
 {
 	const struct _shmring_key *k = key;
-	const struct _shmring_seg *s = caa_container_of(n, struct reg_node, node)->seg;
+	const struct _shmring_seg *s = seg_of(n);
 
 	return s->key.type == k->type && s->key.a == k->a && s->key.b == k->b;
 }
@@ -147,7 +159,9 @@ struct _shmring_seg *_shmring_reg_named_at(const void *base)
 	rcu_read_lock();
 	for (cds_lfht_first(table, &it); (n = cds_lfht_iter_get_node(&it)) != NULL;
 	     cds_lfht_next(table, &it)) {
-		struct _shmring_seg *s = caa_container_of(n, struct reg_node, node)->seg;
+		struct _shmring_seg *s = seg_of(n);
+		/* key and base are written before the node is added and never after (a dying
+		 * segment keeps its base, and ref_if_live() refuses it). */
 		if (s->key.type == _SHMRING_KEY_INODE && s->base == base && ref_if_live(s)) {
 			found = s;
 			break;
@@ -176,6 +190,8 @@ struct _shmring_seg *_shmring_reg_insert(struct _shmring_seg *seg)
 	won = lookup_locked(&seg->key);
 	if (!won) {
 		seg->reg_node = rn;
+		/* RP1: pairs with AP1 in seg_of(). */
+		atomic_store_explicit(&rn->published, 1, memory_order_release);
 		/* Duplicates are allowed: a dying entry with the same key may still be there. */
 		cds_lfht_add(table, key_hash(&seg->key), &rn->node);
 		won = seg;

@@ -586,12 +586,14 @@ static int claim_role_locked(struct shmring *r, int role)
 
 	if (s->lock_fd[role] >= 0 || s->live_slot[role] >= 0)
 		return 0;
-	if (fd >= 0) {
-		/* A new open file description of our own: its lock is this handle's claim, and
-		 * seg->fd (no locks) can see it with F_OFD_GETLK. */
-		int lfd = reopen_own(fd);
-		if (lfd < 0)
-			return -errno;
+	/* A new open file description of our own: its lock is this handle's claim, and seg->fd
+	 * (no locks) can see it with F_OFD_GETLK. Without /proc there is none to be had: claim
+	 * a slot, as on anonymous memory (found in review: attach at a named ring's base with a
+	 * role, which used to take a slot, failed there with -ENOENT). */
+	int lfd = fd >= 0 ? reopen_own(fd) : -1;
+	if (fd >= 0 && lfd < 0 && errno != ENOENT)
+		return -errno;
+	if (lfd >= 0) {
 		struct flock fl = {.l_type = F_RDLCK,
 				   .l_whence = SEEK_SET,
 				   .l_start = LOCK_BYTE_BASE + role,
@@ -692,6 +694,11 @@ int _shmring_role_seen(struct shmring *r, int role)
 	return atomic_load_explicit(&r->sync->area->live[role].seen, memory_order_relaxed) != 0;
 }
 
+/*
+ * Both kinds of claim count, whichever kind this handle would make: on one file, a handle that
+ * has it claims by lock, and one that attached its own mapping of it (or has no /proc) by slot
+ * (found in review: each looked only at its own kind and read the other's peer as gone).
+ */
 int _shmring_role_alive(struct shmring *r, int role)
 {
 	if (r->seg->fd >= 0) {
@@ -701,7 +708,8 @@ int _shmring_role_alive(struct shmring *r, int role)
 				   .l_len = 1};
 		if (fcntl(r->seg->fd, F_OFD_GETLK, &fl) != 0)
 			return -errno;
-		return fl.l_type != F_UNLCK;
+		if (fl.l_type != F_UNLCK)
+			return 1;
 	}
 	struct _shmring_live *lv = &r->sync->area->live[role];
 	for (int i = 0; i < _SHMRING_LIVE_SLOTS; i++)

@@ -215,3 +215,78 @@ Test(backing, failed_create_out_of_descriptors_leaves_nothing)
 	cr_assert_neq(st, 4, "the failed create left its ring under the name");
 	cr_assert_eq(st, 0);
 }
+
+/* ---- shmring_attach at the base of a ring opened by name ---------------------------------- */
+
+/* A liveness hook that believes only the record lock: bit 31 of the owner word. */
+static int locked_only(uint64_t owner, void *arg)
+{
+	(void)arg;
+	return (int)((owner >> 31) & 1);
+}
+
+/* The attached handle shares the opened ring, file included: its MPMC record is held by the
+ * file's lock (recovery that believes only locks finds nobody dead), its event fd works, it
+ * keeps the mapping after the opener closes, and a smaller length or another kind is refused. */
+Test(backing, attach_at_a_named_base_shares_the_ring)
+{
+	const char *name = tu_shm_name("attach-named");
+	struct shmring_params mp = {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = 8};
+	struct shmring *o, *h;
+	size_t len;
+	cr_assert_eq(shmring_create(name, &mp, &o), 0);
+	void *base = shmring_base(o, &len);
+	cr_assert_eq(shmring_attach(base, len, &mp, &h), 0);
+	cr_assert_eq(shmring_mpmc_set_alive_fn(o, locked_only, NULL), 0);
+	cr_assert_eq(shmring_mpmc_recover(o), 0, "the attached handle's record read as unlocked");
+	shmring_close(h);
+	shmring_close(o);
+	cr_assert_eq(shmring_unlink(name), 0);
+
+	struct shmring_params sp = tu_params(8, 8);
+	uint64_t x = 7;
+	cr_assert_eq(shmring_create(name, &sp, &o), 0);
+	base = shmring_base(o, &len);
+	cr_assert_eq(shmring_attach(base, len - 1, &sp, &h), -EPROTO);
+	struct shmring_params other = sp;
+	other.kind = SHMRING_MPMC;
+	cr_assert_eq(shmring_attach(base, len, &other, &h), -EPROTO);
+	cr_assert_eq(shmring_attach(base, len, &sp, &h), 0);
+	int efd = shmring_event_fd(h);
+	cr_assert_geq(efd, 0, "event fd: %d", efd);
+	shmring_close(o);
+	cr_assert_eq(shmring_spsc_push(h, &x), 0); /* the mapping lives on with h */
+	cr_assert_eq(shmring_spsc_pop(h, &x), 0);
+	cr_assert_eq(x, 7);
+	shmring_close(h);
+	cr_assert_eq(shmring_unlink(name), 0);
+}
+
+/* A producer that attached its own mapping of the file claims its role by pid slot; a consumer
+ * with the file (opened by name) must still see it alive, and see it gone once it closes. (The
+ * other way round cannot work: a handle without the file cannot see locks, as sync.h says.) */
+Test(backing, role_claims_of_both_kinds_are_seen)
+{
+	const char *name = tu_shm_name("claims-mixed");
+	char path[300];
+	struct shmring_params sp = tu_params(8, 8);
+	struct shmring *c, *p;
+	size_t len;
+	sp.flags = SHMRING_F_CONSUMER;
+	cr_assert_eq(shmring_create(name, &sp, &c), 0);
+	shmring_base(c, &len);
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	close(fd);
+	sp.flags = SHMRING_F_PRODUCER;
+	cr_assert_eq(shmring_attach(mem, len, &sp, &p), 0);
+	cr_assert_eq(shmring_peer_alive(c, SHMRING_ROLE_PRODUCER), 1);
+	shmring_close(p);
+	cr_assert_eq(shmring_peer_alive(c, SHMRING_ROLE_PRODUCER), 0);
+	munmap(mem, len);
+	shmring_close(c);
+	cr_assert_eq(shmring_unlink(name), 0);
+}

@@ -1178,9 +1178,10 @@ static int park_push(const char *name, const int *fds, uint64_t v, int recover_f
 	if (shmring_open(name, &p, &o) != 0)
 		return 1;
 	/* attach: the pushing handle is made by shmring_attach at the opened ring's base. */
+	void *base = shmring_base(o, &len); /* before len is read (found in review) */
 	if (!attach)
 		h = o;
-	else if (shmring_attach(shmring_base(o, &len), len, &p, &h) != 0)
+	else if (shmring_attach(base, len, &p, &h) != 0)
 		return 3;
 	int rec = recover_first ? shmring_mpmc_recover(h) : 0;
 	shmring_mpmc_set_hook(h, park_filled, (void *)fds);

@@ -3,7 +3,8 @@
  * shmring: lock-free rings in shared memory.
  *
  * Two levels:
- *  - caller's memory: shmring_memsize(), shmring_init(), shmring_attach(). No system call.
+ *  - caller's memory: shmring_memsize(), shmring_init(), shmring_attach(). No system call
+ *    (but see shmring_attach at the base of a named ring, and the roles of shmring/sync.h).
  *  - named backings on top: POSIX shm (shmring_create/open), a regular file
  *    (shmring_create_file/open_file), anonymous MAP_SHARED memory (shmring_create_anon).
  *
@@ -101,11 +102,15 @@ int shmring_init(void *mem, size_t len, const struct shmring_params *p);
 /*
  * Validates the ring at mem (len bytes) against expect (kind required; elem_size and capacity
  * checked when non-zero) and returns a handle in *out. Attaching the same address twice in one
- * process shares one registry entry; attaching at the base of a ring this process opened by name
- * or path (shmring_base()) shares that ring's, file included, as a second open would. Returns 0,
- * -EINVAL (also for memory hints in flags: they make system calls, so apply them to your own
- * mapping), -EPROTO (not a valid ring of that kind and geometry), -EAGAIN (header not yet
- * published), -ENOMEM. Never blocks. Any role.
+ * process shares one registry entry. Attaching at the base of a ring this process opened by name
+ * or path (shmring_base()) shares that ring's, file included, as a second open would: the
+ * handle then claims roles and MPMC records by the file's locks (a reopen through /proc/self/fd
+ * and fcntl: system calls), has an event fd, and keeps the mapping alive after the opener's
+ * handle closes. Returns 0, -EINVAL (also for memory hints in flags: they make system calls, so
+ * apply them to your own mapping), -EPROTO (not a valid ring of that kind and geometry, or len
+ * short of it), -EAGAIN (header not yet published), -ENOMEM; with role flags -EBUSY (no free
+ * slot, memory without a file); for MPMC -EUSERS; at a named base also what a lock or reopen
+ * gives (-EMFILE, -EACCES, -ENOLCK). Never blocks. Any role.
  */
 int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 		   struct shmring **out);

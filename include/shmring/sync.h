@@ -62,17 +62,20 @@ enum shmring_role {
 
 /*
  * Declares that this handle acts as producer and/or consumer (SHMRING_F_PRODUCER,
- * SHMRING_F_CONSUMER), as those flags do at open. The claim is an OFD lock on a byte of the
- * segment's file (released by the kernel when the process dies), or for anonymous and caller's
- * memory the pid and start time of the calling process, written into one of 7 slots per role
- * with one CAS (use it in a child after fork()); a slot whose holder is dead is taken over.
- * The lock works across pid and time namespaces; pid and start time only within one.
- * Returns 0, -EINVAL, -EBUSY (anonymous memory: 7 live holders already), -errno.
+ * SHMRING_F_CONSUMER), as those flags do at open. A handle with the ring's file (opened by name
+ * or path, or attached at the base of such a ring) claims by an OFD lock on a byte of that file
+ * (released by the kernel when the process dies). Anonymous and caller's memory (a caller's own
+ * mapping of a ring's file included), and a process without /proc, claim with the pid and start
+ * time of the calling process, written into one of 7 slots per role with one CAS (use it in a
+ * child after fork()); a slot whose holder is dead is taken over. The lock works across pid and
+ * time namespaces; pid and start time only within one. A handle with the file sees claims of
+ * both kinds; one without sees only slots, so give every process that needs to see its peers
+ * the file. Returns 0, -EINVAL, -EBUSY (7 live slot holders already), -errno.
  */
 int shmring_claim(struct shmring *r, uint32_t role_flags);
 
-/* 1 if some live process holds role (enum shmring_role), 0 if none, -errno. Makes a system
- * call (fcntl, or reads /proc). Any role. */
+/* 1 if some live process holds role (enum shmring_role), 0 if none, -errno. Makes system
+ * calls (fcntl where the handle has the file; reads /proc for slot holders). Any role. */
 int shmring_peer_alive(struct shmring *r, int role);
 
 /*
@@ -86,7 +89,8 @@ int shmring_peer_alive(struct shmring *r, int role);
  * used there: never through a symbolic link, never a file of another type (-EEXIST). The
  * producer holds it open for reading too, so it never gets SIGPIPE when consumers go.
  * Returns the fd (owned by the handle, closed by shmring_close), -EOPNOTSUPP (not SPSC, or
- * anonymous or caller's memory), -EEXIST, -errno.
+ * anonymous or caller's memory; a handle attached at the base of a named ring has its file),
+ * -EEXIST, -errno.
  */
 int shmring_event_fd(struct shmring *r);
 /* Consumer: drains the fd and arms it. Returns 1 if data is already present (pop, do not
