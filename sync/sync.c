@@ -467,7 +467,9 @@ static int slot_alive(uint64_t w)
 
 	if (pid == 0)
 		return 0;
-	if (start == 0) /* no /proc when it claimed: the pid alone */
+	/* No /proc when it claimed, or none here now (found in review: every start time then
+	 * read as 0, so a claim without /proc took live holders' slots): the pid alone. */
+	if (start == 0 || access("/proc/self/stat", F_OK) != 0)
 		return kill(pid, 0) == 0 || errno == EPERM;
 	return (proc_start(pid) & (UINT64_MAX >> LIVE_PID_BITS)) == start;
 }
@@ -558,6 +560,12 @@ static int reopen_own(int fd)
 {
 	char path[64];
 
+	/* thread-self first: /proc/self/fd is gone once the main thread has called pthread_exit
+	 * (ENOENT, found in review), while the process and its descriptors live on. */
+	snprintf(path, sizeof(path), "/proc/thread-self/fd/%d", fd);
+	int r = open(path, O_RDWR | O_CLOEXEC);
+	if (r >= 0 || errno != ENOENT)
+		return r;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	return open(path, O_RDWR | O_CLOEXEC);
 }
@@ -587,11 +595,11 @@ static int claim_role_locked(struct shmring *r, int role)
 	if (s->lock_fd[role] >= 0 || s->live_slot[role] >= 0)
 		return 0;
 	/* A new open file description of our own: its lock is this handle's claim, and seg->fd
-	 * (no locks) can see it with F_OFD_GETLK. Without /proc there is none to be had: claim
-	 * a slot, as on anonymous memory (found in review: attach at a named ring's base with a
-	 * role, which used to take a slot, failed there with -ENOENT). */
+	 * (no locks) can see it with F_OFD_GETLK. Without /proc there is none to be had, and no
+	 * slot either: a slot claimed without /proc is judged by pid alone, which a handle with
+	 * the file in another pid namespace misreads (found in review, of a slot fallback). */
 	int lfd = fd >= 0 ? reopen_own(fd) : -1;
-	if (fd >= 0 && lfd < 0 && errno != ENOENT)
+	if (fd >= 0 && lfd < 0)
 		return -errno;
 	if (lfd >= 0) {
 		struct flock fl = {.l_type = F_RDLCK,

@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -289,4 +291,48 @@ Test(backing, role_claims_of_both_kinds_are_seen)
 	munmap(mem, len);
 	shmring_close(c);
 	cr_assert_eq(shmring_unlink(name), 0);
+}
+
+/* ---- role slots claimed without /proc ----------------------------------------------------- */
+
+/*
+ * A process without /proc (a mount namespace with an empty one) claims the producer role of an
+ * anonymous ring while its parent, alive, holds a slot: it must take another slot, not the
+ * parent's (it used to read every start time as 0, so every holder as dead), and the parent
+ * still reads as a producer once the child has closed its handle. Child exit codes: 0 ok,
+ * 77 no namespace here, else the step that failed.
+ */
+Test(backing, slot_claim_without_proc_keeps_live_holders)
+{
+	struct shmring_params sp = tu_params(8, 8);
+	struct shmring *r;
+	sp.flags = SHMRING_F_PRODUCER;
+	cr_assert_eq(shmring_create_anon(&sp, &r), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		struct shmring *h;
+		struct shmring_params ap = tu_params(8, 8);
+		size_t len;
+		void *base = shmring_base(r, &len);
+		if (unshare(CLONE_NEWNS) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			_exit(77);
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount("none", "/proc", "tmpfs", 0, NULL) != 0)
+			_exit(77);
+		if (access("/proc/self/stat", F_OK) == 0)
+			_exit(2);
+		if (shmring_attach(base, len, &ap, &h) != 0)
+			_exit(3);
+		if (shmring_claim(h, SHMRING_F_PRODUCER) != 0)
+			_exit(4);
+		shmring_close(h);
+		_exit(0);
+	}
+	int st = tu_wait(c);
+	if (st == 77)
+		cr_skip_test("no mount namespace here");
+	cr_assert_eq(st, 0, "step %d failed in the child", st);
+	cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 1,
+		     "the child without /proc took the live parent's slot");
+	shmring_close(r);
 }

@@ -110,7 +110,7 @@ int shmring_init(void *mem, size_t len, const struct shmring_params *p);
  * apply them to your own mapping), -EPROTO (not a valid ring of that kind and geometry, or len
  * short of it), -EAGAIN (header not yet published), -ENOMEM; with role flags -EBUSY (no free
  * slot, memory without a file); for MPMC -EUSERS; at a named base also what a lock or reopen
- * gives (-EMFILE, -EACCES, -ENOLCK). Never blocks. Any role.
+ * gives (-EMFILE, -EACCES, -ENOLCK; -ENOENT for a role without /proc). Never blocks. Any role.
  */
 int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 		   struct shmring **out);

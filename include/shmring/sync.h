@@ -64,9 +64,10 @@ enum shmring_role {
  * Declares that this handle acts as producer and/or consumer (SHMRING_F_PRODUCER,
  * SHMRING_F_CONSUMER), as those flags do at open. A handle with the ring's file (opened by name
  * or path, or attached at the base of such a ring) claims by an OFD lock on a byte of that file
- * (released by the kernel when the process dies). Anonymous and caller's memory (a caller's own
- * mapping of a ring's file included), and a process without /proc, claim with the pid and start
- * time of the calling process, written into one of 7 slots per role with one CAS (use it in a
+ * (released by the kernel when the process dies), taken through a description of its own
+ * opened through /proc (-ENOENT without /proc). Anonymous and caller's memory (a caller's own
+ * mapping of a ring's file included) claim with the pid and start time of the calling process
+ * (the pid alone without /proc), written into one of 7 slots per role with one CAS (use it in a
  * child after fork()); a slot whose holder is dead is taken over. The lock works across pid and
  * time namespaces; pid and start time only within one. A handle with the file sees claims of
  * both kinds; one without sees only slots, so give every process that needs to see its peers
