@@ -462,8 +462,8 @@ static int run(struct chan *c, uint32_t size, double *msgs_per_s)
 	return rc;
 }
 
-/* memcpy bandwidth (bytes/s): one core copying size-byte chunks out of a ring-sized buffer. */
-/* memcpy bandwidth over a buffer of ring bytes in pieces of size, pinned to CPU 0. */
+/* memcpy bandwidth (bytes/s): one core (CPU 0) copying size-byte chunks out of a buffer of ring
+ * bytes. */
 static double memcpy_at(uint32_t size, uint32_t ring)
 {
 	unsigned char *src = aligned_alloc(4096, ring), *dst = aligned_alloc(4096, ring);
@@ -499,7 +499,8 @@ static double one_cpu(uint32_t size)
 {
 	struct shmring_params p = {.kind = SHMRING_MSG, .capacity = ONE_CPU_RING};
 	struct shmring *r;
-	unsigned char *src = aligned_alloc(4096, size + 64), *dst = aligned_alloc(4096, size + 64);
+	size_t room = ((size_t)size + 4095) & ~(size_t)4095; /* aligned_alloc wants a multiple */
+	unsigned char *src = aligned_alloc(4096, room), *dst = aligned_alloc(4096, room);
 	double rate = 0;
 
 	if (!src || !dst || shmring_create_anon(&p, &r) != 0)

@@ -286,7 +286,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct shmring_msgvec v[4];
 			uint32_t k = len % 5, off = 0, sent = 0;
 			for (uint32_t i = 0; i < k; i++) {
-				uint32_t l = next16(&in) % (max / 4 + 1);
+				/* up to a third of the largest: from 16 KiB rings on, fillers */
+				uint32_t l = next16(&in) % (max / 3 + 1);
 				fill(buf + off, m.seed + 1 + i, l);
 				v[i] = (struct shmring_msgvec){
 				    .base = buf + off, .len = l, .type = type + i};

@@ -61,10 +61,10 @@
 
 /*
  * Internal: one producer's claim record in the segment (MPSC). Before each compare-and-swap that
- * may claim [t, end) (padding to the end of the ring included), the producer stores end and
- * claim = t | 1, and clears claim when it gives up; so a claim whose header was never written
- * (the producer died right after the CAS, or between the padding and the record of a claim
- * that wraps) still names its claimant, and recovery can ask whether that one is dead while
+ * may claim [t, end) (padding to the end of the ring and a filler included), the producer stores
+ * end and claim = t | 1, and clears claim when it gives up; so a claim whose header was never
+ * written (the producer died right after the CAS, or between its padding or filler and its
+ * message's header) still names its claimant, and recovery can ask whether that one is dead while
  * other producers live.
  */
 struct _shmring_msg_rec {
@@ -542,8 +542,9 @@ static inline uint64_t _shmring_msg_freed_to(struct shmring *r, uint64_t h)
 
 /*
  * Consumer, zero-copy. Skips padding and discarded records and exposes the next message:
- * *ptr (8-byte aligned, 64-byte aligned from SHMRING_MSG_ALIGN_MIN bytes on; valid until
- * shmring_msg_release()), *len and *type (either may be
+ * *ptr (8-byte aligned; 64-byte aligned from SHMRING_MSG_ALIGN_MIN bytes on when the producer
+ * runs this version of the library, which peek does not check: do not fault on it; valid
+ * until shmring_msg_release()), *len and *type (either may be
  * NULL). Returns 0, -EAGAIN (empty, or the next record is still being written), -EINVAL,
  * -EPROTO (bad header or position: the handle is broken). Non-blocking.
  */
@@ -685,8 +686,9 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * Consumer, MPSC. Unwedges the ring when the record at the consumer's position belongs to a
  * dead producer. is_dead(pid, arg) is asked about the pid in a BUSY header; the claim then
  * becomes a discarded record (that producer's commit/abort will return -EOWNERDEAD). A header
- * still 0 means a producer died (or is stalled) between its claim and its first store, a
- * window of a few instructions. Its claim record names it: a handle's first reserve takes one of
+ * still 0 means a producer died (or is stalled) between its claim and the store of its message's
+ * BUSY header (after a padding record or a filler of its claim, if any), a window of a few
+ * instructions. Its claim record names it: a handle's first reserve takes one of
  * SHMRING_MSG_PRODUCERS records for its process (a forked child producing through an inherited
  * handle takes its own; beyond that many, reserve says -EUSERS), and every claim writes its
  * range there before its compare-and-swap. is_dead(pid, arg) is asked about every producer
