@@ -179,10 +179,13 @@ const char *shmring_strerror(int err)
 	case ECANCELED:
 		return "stopped by a test hook";
 	case EOPNOTSUPP:
-		return "not supported by this kind of ring or backing";
+		return "not supported by this kind of ring or backing, or here (a role or record "
+		       "lock on a ring's file needs /proc)";
 	case EMFILE:
 	case ENFILE:
 		return "too many open files";
+	case ENOLCK:
+		return "no record locks available";
 	default:
 		return "unknown error";
 	}

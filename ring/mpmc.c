@@ -132,7 +132,9 @@ static uint32_t start_time(pid_t pid, int *gone)
 	p++;
 	/* p is at " S ppid ...": field 3 is the state. */
 	char state = p[1];
-	if (state == 'Z' || state == 'X') {
+	/* The leader's state: Z also for a process whose main thread called pthread_exit while
+	 * its other threads run on, which is alive (found in review); its pidfd tells. */
+	if ((state == 'Z' || state == 'X') && _shmring_group_exited(pid) != 0) {
 		*gone = 1;
 		return 0;
 	}

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -408,6 +409,20 @@ int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct tim
  */
 
 /* Field 22 of /proc/pid/stat (start time in clock ticks since boot), or 0. */
+int _shmring_group_exited(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd < 0)
+		return errno == ESRCH ? 1 : -1;
+	/* A pidfd polls readable once every thread of the group has exited (zombie or reaped),
+	 * not when only the leader has. */
+	struct pollfd pf = {.fd = fd, .events = POLLIN};
+	int rc = poll(&pf, 1, 0);
+	close(fd);
+	return rc < 0 ? -1 : rc > 0;
+}
+
 static uint64_t proc_start(pid_t pid)
 {
 	char path[64], buf[512];
@@ -430,8 +445,10 @@ static uint64_t proc_start(pid_t pid)
 	while (*p == ' ')
 		p++;
 	/* field 3, the state: a zombie has exited (its claim is gone) but keeps its start time
-	 * until its parent reaps it, and the parent may be the one waiting for us */
-	if (*p == 'Z' || *p == 'X' || *p == 'x')
+	 * until its parent reaps it, and the parent may be the one waiting for us. The state is
+	 * the leader's: a process whose main thread called pthread_exit reads Z while its other
+	 * threads run on (found in review: a live producer read as gone), so ask its pidfd. */
+	if ((*p == 'Z' || *p == 'X' || *p == 'x') && _shmring_group_exited(pid) != 0)
 		return 0;
 	/* fields 3.. follow; field 22 is the 20th of them */
 	for (int f = 3; f < 22; f++) {
@@ -465,13 +482,19 @@ static int slot_alive(uint64_t w)
 	pid_t pid = (pid_t)(w & LIVE_PID_MASK);
 	uint64_t start = w >> LIVE_PID_BITS;
 
-	if (pid == 0)
-		return 0;
+	if (pid == 0 || _shmring_group_exited(pid) == 1)
+		return 0; /* gone, or a zombie: its claim is over */
 	/* No /proc when it claimed, or none here now (found in review: every start time then
-	 * read as 0, so a claim without /proc took live holders' slots): the pid alone. */
+	 * read as 0, so a claim without /proc took live holders' slots): the pid alone, so a
+	 * holder's reused pid reads alive until that process exits. */
 	if (start == 0 || access("/proc/self/stat", F_OK) != 0)
 		return kill(pid, 0) == 0 || errno == EPERM;
-	return (proc_start(pid) & (UINT64_MAX >> LIVE_PID_BITS)) == start;
+	uint64_t now = proc_start(pid);
+	/* No entry for a pid that kill() says exists and is another user's: hidden by hidepid,
+	 * alive (as ring/mpmc.c judges it; found in review). */
+	if (now == 0)
+		return kill(pid, 0) != 0 && errno == EPERM;
+	return (now & (UINT64_MAX >> LIVE_PID_BITS)) == start;
 }
 
 /*
@@ -599,8 +622,8 @@ static int claim_role_locked(struct shmring *r, int role)
 	 * slot either: a slot claimed without /proc is judged by pid alone, which a handle with
 	 * the file in another pid namespace misreads (found in review, of a slot fallback). */
 	int lfd = fd >= 0 ? reopen_own(fd) : -1;
-	if (fd >= 0 && lfd < 0)
-		return -errno;
+	if (fd >= 0 && lfd < 0) /* not -ENOENT, which means "no such ring" to open's callers */
+		return errno == ENOENT ? -EOPNOTSUPP : -errno;
 	if (lfd >= 0) {
 		struct flock fl = {.l_type = F_RDLCK,
 				   .l_whence = SEEK_SET,
@@ -704,7 +727,7 @@ int _shmring_role_seen(struct shmring *r, int role)
 
 /*
  * Both kinds of claim count, whichever kind this handle would make: on one file, a handle that
- * has it claims by lock, and one that attached its own mapping of it (or has no /proc) by slot
+ * has it claims by lock, and one that attached its own mapping of it by slot
  * (found in review: each looked only at its own kind and read the other's peer as gone).
  */
 int _shmring_role_alive(struct shmring *r, int role)
@@ -1003,8 +1026,12 @@ static int fifo_path(struct shmring *r, char *out, size_t n)
 
 	if (r->seg->fd < 0)
 		return -EOPNOTSUPP;
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", r->seg->fd);
+	snprintf(link, sizeof(link), "/proc/thread-self/fd/%d", r->seg->fd);
 	k = readlink(link, out, n - 4);
+	if (k < 0 && errno == ENOENT) { /* a kernel before 3.17 */
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", r->seg->fd);
+		k = readlink(link, out, n - 4);
+	}
 	if (k <= 0 || (size_t)k >= n - 4)
 		return -ENAMETOOLONG;
 	out[k] = 0;

@@ -172,6 +172,10 @@ int _shmring_rec_lock(struct shmring *r, unsigned i);
 void _shmring_rec_unlock(struct shmring *r, unsigned i);
 int _shmring_rec_locked(struct shmring *r, unsigned i);
 
+/* Whether every thread of process pid has exited (1: a zombie, or no such process), 0 if it
+ * runs, -1 if this kernel cannot tell (no pidfd_open). Its pid namespace's view, as kill(). */
+int _shmring_group_exited(pid_t pid);
+
 /*
  * High level: waits until ready(r, arg) returns non-zero, spinning then yielding then sleeping
  * per r's policy, in slices of the liveness bound. Returns 0 (ready said 1: retry the

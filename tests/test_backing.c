@@ -181,9 +181,10 @@ Test(backing, attach_refuses_hints)
 /* Found in review: five documented returns had no text. */
 Test(backing, strerror_names_every_documented_error)
 {
-	static const int errs[] = {EAGAIN,   ETIMEDOUT, EPIPE,	EPROTO,	    EINVAL,    EEXIST,
-				   ENOENT,   ENOSPC,	ENOMEM, EPERM,	    EACCES,    EOVERFLOW,
-				   EMSGSIZE, EBUSY,	EUSERS, EOWNERDEAD, ECANCELED, EOPNOTSUPP};
+	static const int errs[] = {EAGAIN,     ETIMEDOUT, EPIPE,      EPROTO, EINVAL,
+				   EEXIST,     ENOENT,	  ENOSPC,     ENOMEM, EPERM,
+				   EACCES,     EOVERFLOW, EMSGSIZE,   EBUSY,  EUSERS,
+				   EOWNERDEAD, ECANCELED, EOPNOTSUPP, EMFILE, ENOLCK};
 
 	for (unsigned i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
 		cr_assert_str_neq(shmring_strerror(-errs[i]), "unknown error", "errno %d", errs[i]);
@@ -334,5 +335,66 @@ Test(backing, slot_claim_without_proc_keeps_live_holders)
 	cr_assert_eq(st, 0, "step %d failed in the child", st);
 	cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 1,
 		     "the child without /proc took the live parent's slot");
+	shmring_close(r);
+}
+
+/* ---- a slot holder whose main thread has exited --------------------------------------------- */
+
+static void *wait_on_fd(void *arg)
+{
+	char c;
+	_exit(read(*(int *)arg, &c, 1) < 0 ? 3 : 0);
+}
+
+/*
+ * A process whose main thread called pthread_exit lives on in its other threads, but its
+ * /proc/<pid>/stat reads Z (the leader's state): its role claim must still read alive (found in
+ * review: it read gone, and a consumer would have had -EPIPE). Once every thread has exited,
+ * and before it is reaped, it reads gone.
+ */
+Test(backing, claim_of_a_process_whose_main_thread_exited_is_alive)
+{
+	struct shmring_params sp = tu_params(8, 8);
+	struct shmring *r;
+	int go[2], ready[2];
+	cr_assert_eq(shmring_create_anon(&sp, &r), 0);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		static int fd;
+		pthread_t t;
+		close(go[1]);
+		close(ready[0]);
+		fd = go[0];
+		if (shmring_claim(r, SHMRING_F_PRODUCER) != 0 ||
+		    pthread_create(&t, NULL, wait_on_fd, &fd) != 0)
+			_exit(2);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(4);
+		pthread_exit(NULL);
+	}
+	close(go[0]);
+	close(ready[1]);
+	char b;
+	cr_assert_eq(read(ready[0], &b, 1), 1, "the child did not claim");
+	char path[64], st[256] = {0};
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)c);
+	for (int i = 0; i < 2000 && !strstr(st, ") Z "); i++) { /* until the leader is gone */
+		FILE *f = fopen(path, "r");
+		cr_assert_not_null(f);
+		cr_assert_not_null(fgets(st, sizeof(st), f));
+		fclose(f);
+		usleep(1000);
+	}
+	cr_assert(strstr(st, ") Z ") != NULL, "the main thread did not exit: %s", st);
+	cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 1);
+	cr_assert_eq(write(go[1], "x", 1), 1); /* the last thread exits */
+	siginfo_t si;
+	cr_assert_eq(waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT), 0); /* exited, not reaped */
+	cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 0, "a zombie read alive");
+	cr_assert_eq(tu_wait(c), 0);
+	close(go[1]);
+	close(ready[0]);
 	shmring_close(r);
 }

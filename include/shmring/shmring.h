@@ -104,13 +104,13 @@ int shmring_init(void *mem, size_t len, const struct shmring_params *p);
  * checked when non-zero) and returns a handle in *out. Attaching the same address twice in one
  * process shares one registry entry. Attaching at the base of a ring this process opened by name
  * or path (shmring_base()) shares that ring's, file included, as a second open would: the
- * handle then claims roles and MPMC records by the file's locks (a reopen through /proc/self/fd
- * and fcntl: system calls), has an event fd, and keeps the mapping alive after the opener's
+ * handle then claims roles and MPMC records by the file's locks (a reopen through /proc and fcntl:
+ * system calls), has an event fd, and keeps the mapping alive after the opener's
  * handle closes. Returns 0, -EINVAL (also for memory hints in flags: they make system calls, so
  * apply them to your own mapping), -EPROTO (not a valid ring of that kind and geometry, or len
  * short of it), -EAGAIN (header not yet published), -ENOMEM; with role flags -EBUSY (no free
  * slot, memory without a file); for MPMC -EUSERS; at a named base also what a lock or reopen
- * gives (-EMFILE, -EACCES, -ENOLCK; -ENOENT for a role without /proc). Never blocks. Any role.
+ * gives (-EMFILE, -EACCES, -ENOLCK; -EOPNOTSUPP for a role without /proc). Never blocks. Any role.
  */
 int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 		   struct shmring **out);
@@ -125,7 +125,8 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
  * SHMRING_F_PREFAULT), -EPERM/-ENOMEM (mlock refused), or another errno from the kernel;
  * for MPMC also -EUSERS (every participant record taken) and what reopening the ring's own
  * file for its record lock and locking can give (-EMFILE, -EACCES: a mode the caller may not
- * open read-write; -ENOLCK). On failure nothing is left behind in /dev/shm. Never blocks.
+ * open read-write; -ENOLCK); with a role flag, -EOPNOTSUPP without /proc (shmring/sync.h,
+ * shmring_claim). On failure nothing is left behind in /dev/shm. Never blocks.
  */
 int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out);
 
@@ -136,8 +137,9 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
  * size the object has. Returns 0, -ENOENT, -ETIMEDOUT (never published: creator still working
  * or died), -EPROTO (corrupt, incompatible or of another kind or geometry; nothing stays
  * mapped), -EAGAIN (a peer kept moving its position while the first reading was taken),
- * -EINVAL; for MPMC also -EUSERS, -EMFILE, -EACCES, -ENOLCK as for shmring_create. May block up to
- * the timeout.
+ * -EINVAL; for MPMC also -EUSERS, -EMFILE, -EACCES, -ENOLCK as for shmring_create; with a role
+ * flag (SHMRING_F_PRODUCER, SHMRING_F_CONSUMER) -EOPNOTSUPP where there is no /proc (as for
+ * shmring_create). May block up to the timeout.
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 

@@ -65,13 +65,16 @@ enum shmring_role {
  * SHMRING_F_CONSUMER), as those flags do at open. A handle with the ring's file (opened by name
  * or path, or attached at the base of such a ring) claims by an OFD lock on a byte of that file
  * (released by the kernel when the process dies), taken through a description of its own
- * opened through /proc (-ENOENT without /proc). Anonymous and caller's memory (a caller's own
+ * opened through /proc (-EOPNOTSUPP without /proc). Anonymous and caller's memory (a caller's own
  * mapping of a ring's file included) claim with the pid and start time of the calling process
  * (the pid alone without /proc), written into one of 7 slots per role with one CAS (use it in a
  * child after fork()); a slot whose holder is dead is taken over. The lock works across pid and
  * time namespaces; pid and start time only within one. A handle with the file sees claims of
  * both kinds; one without sees only slots, so give every process that needs to see its peers
- * the file. Returns 0, -EINVAL, -EBUSY (7 live slot holders already), -errno.
+ * the file. A slot holder reads gone once all its threads have exited (a zombie included, by
+ * its pidfd); a reader without /proc judges slots by pid alone, so there a dead holder's
+ * reused pid reads alive until that process exits. Returns 0, -EINVAL, -EBUSY (7 live slot holders
+ * already), -errno.
  */
 int shmring_claim(struct shmring *r, uint32_t role_flags);
 
