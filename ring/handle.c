@@ -179,8 +179,8 @@ const char *shmring_strerror(int err)
 	case ECANCELED:
 		return "stopped by a test hook";
 	case EOPNOTSUPP:
-		return "not supported by this kind of ring or backing, or here (a role or record "
-		       "lock on a ring's file needs /proc)";
+		return "not supported by this kind of ring or backing, or here (a role on a ring's "
+		       "file, or its event FIFO, needs /proc)";
 	case EMFILE:
 	case ENFILE:
 		return "too many open files";

@@ -179,6 +179,8 @@ static int pid_alive(const struct shmring *r, uint64_t owner)
 		return 0;
 	if (pid == getpid())
 		return (owner >> 32) == (r->m.owner >> 32);
+	if (_shmring_group_exited(pid) == 1)
+		return 0; /* gone, or a zombie: even where only kill() is left (no /proc) */
 	int hidden = 0;
 	if (kill(pid, 0) != 0) {
 		if (errno == ESRCH)

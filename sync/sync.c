@@ -408,7 +408,10 @@ int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct tim
 /* ---- liveness ----------------------------------------------------------------------------------
  */
 
-/* Field 22 of /proc/pid/stat (start time in clock ticks since boot), or 0. */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* the same number on every architecture (Linux 5.3) */
+#endif
+
 int _shmring_group_exited(pid_t pid)
 {
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -418,11 +421,15 @@ int _shmring_group_exited(pid_t pid)
 	/* A pidfd polls readable once every thread of the group has exited (zombie or reaped),
 	 * not when only the leader has. */
 	struct pollfd pf = {.fd = fd, .events = POLLIN};
-	int rc = poll(&pf, 1, 0);
+	int rc;
+	do
+		rc = poll(&pf, 1, 0);
+	while (rc < 0 && errno == EINTR);
 	close(fd);
 	return rc < 0 ? -1 : rc > 0;
 }
 
+/* Field 22 of /proc/pid/stat (start time in clock ticks since boot), or 0. */
 static uint64_t proc_start(pid_t pid)
 {
 	char path[64], buf[512];
@@ -1032,7 +1039,9 @@ static int fifo_path(struct shmring *r, char *out, size_t n)
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", r->seg->fd);
 		k = readlink(link, out, n - 4);
 	}
-	if (k <= 0 || (size_t)k >= n - 4)
+	if (k < 0) /* no /proc: nothing to name the FIFO after (found in review) */
+		return errno == ENOENT ? -EOPNOTSUPP : -errno;
+	if (k == 0 || (size_t)k >= n - 4)
 		return -ENAMETOOLONG;
 	out[k] = 0;
 	if (strstr(out, " (deleted)"))

@@ -71,10 +71,11 @@ enum shmring_role {
  * child after fork()); a slot whose holder is dead is taken over. The lock works across pid and
  * time namespaces; pid and start time only within one. A handle with the file sees claims of
  * both kinds; one without sees only slots, so give every process that needs to see its peers
- * the file. A slot holder reads gone once all its threads have exited (a zombie included, by
- * its pidfd); a reader without /proc judges slots by pid alone, so there a dead holder's
- * reused pid reads alive until that process exits. Returns 0, -EINVAL, -EBUSY (7 live slot holders
- * already), -errno.
+ * the file. A slot holder reads gone once all its threads have exited (a zombie included,
+ * where pidfd_open works: Linux 5.3 and no seccomp filter against it); a reader without /proc
+ * judges slots by pid alone, and a holder hidden by hidepid (another user's, no /proc entry)
+ * reads alive: there a dead holder's reused pid reads alive until that process exits. Returns 0,
+ * -EINVAL, -EBUSY (7 live slot holders already), -errno.
  */
 int shmring_claim(struct shmring *r, uint32_t role_flags);
 
