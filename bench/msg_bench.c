@@ -8,7 +8,8 @@
  * memcpy bandwidth at the ring's size (one core copying chunks of the message size out of a
  * buffer as large as the ring: the issue's floor), and over a cross-core floor (the least
  * ring that moves those bytes between the same two CPUs). Rounds interleave every channel,
- * with the order rotated; each cell is the median over rounds, with min-max.
+ * with the order rotated; each cell is the median over rounds, with min-max. Under each table,
+ * for sizes that fit a 128 KiB ring: the ring's own data path on one CPU, in cache (one_cpu()).
  *
  * Usage: msg_bench [seconds per run, default 0.3] [rounds, default 5] [sizes, comma-separated,
  * default 64,1024,4096,65536]. Prints a table. With MSG_BENCH_TRACE set in the environment, the

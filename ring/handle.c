@@ -173,7 +173,8 @@ const char *shmring_strerror(int err)
 	case EBUSY:
 		return "busy (a reservation is open, or every liveness slot of the role is held)";
 	case EUSERS:
-		return "every producer claim record of this message ring is taken";
+		return "every participant record is taken (an MPMC ring's handles, or a message "
+		       "ring's producers)";
 	case EOWNERDEAD:
 		return "recovery declared this producer dead and discarded its claim";
 	case ECANCELED:

@@ -165,8 +165,10 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  *  - a handle made by shmring_attach on memory with no file (anonymous or caller's memory, or
  *    a mapping of the ring's file that this process did not get from shmring_open and the like),
  *    or one that could not open a description of its own (no /proc), is judged by pid
- *    and start time (kill(pid, 0) fails with ESRCH, or /proc/<pid>/stat field 22 differs from
- *    the recorded one; without /proc, by kill alone), and judges others' records that way (a
+ *    and start time (dead once every thread has exited, a zombie included, where pidfd_open
+ *    works; else kill(pid, 0) fails with ESRCH, or /proc/<pid>/stat field 22 differs from the
+ *    recorded one; without /proc no start time is compared; where pidfd_open is refused, a
+ *    process whose main thread has exited reads dead), and judges others' records that way (a
  *    record whose lock it sees held reads alive). That is right only between processes in the
  *    same pid and time namespaces: a process in another one reads as dead, and its slots are
  *    taken from under it. Across namespaces, open every participant's handle by name or path.

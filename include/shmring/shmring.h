@@ -82,7 +82,7 @@ struct shmring_params {
 
 struct shmring;
 
-/* ---- caller's memory: no system call ---------------------------------------------------- */
+/* ---- caller's memory: no system call (but for role flags, and attach at a named base) ---- */
 
 /*
  * Bytes a ring of this geometry needs (p->kind, elem_size, capacity); the memory passed to

@@ -72,7 +72,8 @@ enum shmring_role {
  * time namespaces; pid and start time only within one. A handle with the file sees claims of
  * both kinds; one without sees only slots, so give every process that needs to see its peers
  * the file. A slot holder reads gone once all its threads have exited (a zombie included,
- * where pidfd_open works: Linux 5.3 and no seccomp filter against it); a reader without /proc
+ * where pidfd_open works: Linux 5.3 and no seccomp filter against it; where it is refused, a
+ * live holder whose main thread has exited reads gone); a reader without /proc
  * judges slots by pid alone, and a holder hidden by hidepid (another user's, no /proc entry)
  * reads alive: there a dead holder's reused pid reads alive until that process exits. Returns 0,
  * -EINVAL, -EBUSY (7 live slot holders already), -errno.
@@ -94,8 +95,9 @@ int shmring_peer_alive(struct shmring *r, int role);
  * used there: never through a symbolic link, never a file of another type (-EEXIST). The
  * producer holds it open for reading too, so it never gets SIGPIPE when consumers go.
  * Returns the fd (owned by the handle, closed by shmring_close), -EOPNOTSUPP (not SPSC, or
- * anonymous or caller's memory; a handle attached at the base of a named ring has its file),
- * -EEXIST, -errno.
+ * anonymous or caller's memory; a handle attached at the base of a named ring has its file; or
+ * no /proc to name the FIFO after: a producer without /proc never fires it either), -EEXIST,
+ * -errno.
  */
 int shmring_event_fd(struct shmring *r);
 /* Consumer: drains the fd and arms it. Returns 1 if data is already present (pop, do not
