@@ -8,7 +8,8 @@
  * Every measurement runs in a child process of its own (its process group is killed if it
  * overruns), which creates the channel and starts the producer and the consumer as two
  * processes (or two threads, for peers that only work in one address space) pinned to CPU 0
- * and CPU 1. The consumer checks every element's sequence number, in every contender.
+ * and CPU 1 (the first two that the affinity mask allows: pin.h). The consumer checks every
+ * element's sequence number, in every contender.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -1077,6 +1078,7 @@ int main(int argc, char **argv)
 		p += n + (p[n] == ',');
 	}
 	top_pid = getpid();
+	(void)bench_ncpus(); /* the affinity mask, before anything pins */
 	signal(SIGPIPE, SIG_IGN);
 	ctl = bench_shm(sizeof(*ctl));
 	plan(only);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "pin.h"
 
 void *bench_shm(size_t len)
 {
@@ -34,13 +35,17 @@ void bench_shm_free(void *p, size_t len)
 	munmap(p, len);
 }
 
+int bench_ncpus(void)
+{
+	int *cpus;
+
+	return bench_cpus(&cpus);
+}
+
 int bench_pin(int cpu)
 {
-	cpu_set_t s;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
 	/* pid 0 is the calling thread, so this pins threads as well as processes */
-	return sched_setaffinity(0, sizeof(s), &s);
+	return bench_pin_nth(cpu);
 }
 
 static long futex(_Atomic uint32_t *w, int op, uint32_t val)

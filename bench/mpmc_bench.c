@@ -5,7 +5,8 @@
  * MAP_SHARED memory). 8-byte elements, capacity 1024.
  *
  * Configurations: P producers and C consumers as processes (1/1, 2/2, 4/4) or as threads of
- * one process (4/4: 8 threads), at burst 1 and 32. Participant i is pinned to CPU i mod ncpu,
+ * one process (4/4: 8 threads), at burst 1 and 32. Participant i is pinned to CPU i mod ncpu
+ * (of the CPUs its affinity mask allows: see pin.h),
  * so on a 2-CPU machine 2/2 and 4/4 are oversubscribed on purpose: a participant preempted in
  * the middle of an operation is exactly what this measures.
  *
@@ -27,7 +28,9 @@
  * counters arrive in increasing order and that no value is invented. A run that fails the
  * check is reported as FAILED, never averaged in.
  *
- * Usage: mpmc_bench [--quick] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
+ * Usage: mpmc_bench [--quick] [--wide] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
+ * --wide adds 8/8 (processes and threads): 16 participants, one per CPU on a 16-CPU machine,
+ * twice oversubscribed on 8 CPUs, eight times on 2;
  * --only keeps the configurations whose name ("2/2 procs b=32 spin") contains SUBSTR;
  * --shmring-only skips the peers (to compare two builds of shmring run one after the other).
  */
@@ -45,6 +48,8 @@
 #include <unistd.h>
 
 #include <shmring/shmring.h>
+
+#include "pin.h"
 
 #define CAP   1024u
 #define MAXPC 8
@@ -82,11 +87,7 @@ static inline void idle(void)
 
 static void pin(int i)
 {
-	cpu_set_t s;
-
-	CPU_ZERO(&s);
-	CPU_SET(i % ncpu, &s);
-	sched_setaffinity(0, sizeof(s), &s);
+	bench_pin_nth(i);
 }
 
 static struct shmring *my_handle(void)
@@ -323,7 +324,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	double window = 0.3;
-	int rounds = 7, quick = 0, only_ours = 0;
+	int rounds = 7, quick = 0, only_ours = 0, wide = 0;
 	const char *only = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -337,9 +338,11 @@ int main(int argc, char **argv)
 			only = argv[++i];
 		else if (!strcmp(argv[i], "--shmring-only"))
 			only_ours = 1;
+		else if (!strcmp(argv[i], "--wide"))
+			wide = 1;
 		else {
-			fprintf(stderr, "usage: mpmc_bench [--quick] [--window MS] [--rounds N] "
-					"[--only SUBSTR] [--shmring-only]\n");
+			fprintf(stderr, "usage: mpmc_bench [--quick] [--wide] [--window MS] "
+					"[--rounds N] [--only SUBSTR] [--shmring-only]\n");
 			return 2;
 		}
 	}
@@ -349,24 +352,27 @@ int main(int argc, char **argv)
 	}
 	if (rounds < 1 || rounds > 99 || window <= 0)
 		return 2;
-	cpu_set_t cs;
-	sched_getaffinity(0, sizeof(cs), &cs);
-	ncpu = CPU_COUNT(&cs);
+	int *cpus;
+	ncpu = bench_cpus(&cpus);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		return 1;
+	/* The last eight (8/8) only with --wide. */
 	struct cfg all[] = {{1, 1, 0, 1, 0}, {1, 1, 0, 32, 0}, {2, 2, 0, 1, 0}, {2, 2, 0, 32, 0},
 			    {4, 4, 0, 1, 0}, {4, 4, 0, 32, 0}, {4, 4, 1, 1, 0}, {4, 4, 1, 32, 0},
 			    {1, 1, 0, 1, 1}, {1, 1, 0, 32, 1}, {2, 2, 0, 1, 1}, {2, 2, 0, 32, 1},
-			    {4, 4, 0, 1, 1}, {4, 4, 0, 32, 1}, {4, 4, 1, 1, 1}, {4, 4, 1, 32, 1}},
+			    {4, 4, 0, 1, 1}, {4, 4, 0, 32, 1}, {4, 4, 1, 1, 1}, {4, 4, 1, 32, 1},
+			    {8, 8, 0, 1, 0}, {8, 8, 0, 32, 0}, {8, 8, 1, 1, 0}, {8, 8, 1, 32, 0},
+			    {8, 8, 0, 1, 1}, {8, 8, 0, 32, 1}, {8, 8, 1, 1, 1}, {8, 8, 1, 32, 1}},
 		   few[] = {{1, 1, 0, 1, 0},  {1, 1, 0, 32, 0}, {4, 4, 1, 1, 0},
 			    {4, 4, 1, 32, 0}, {4, 4, 1, 1, 1},	{4, 4, 1, 32, 1}};
 	enum { NALL = sizeof(all) / sizeof(all[0]), NFEW = sizeof(few) / sizeof(few[0]) };
+	int nfrom = quick ? NFEW : wide ? NALL : NALL - 8;
 	struct cfg *from = quick ? few : all, cfg[NALL];
 	int ncfg = 0, nk = only_ours ? 1 : K_N;
 	static double res[NALL][K_N][99];
 
-	for (int c = 0; c < (quick ? NFEW : NALL); c++) {
+	for (int c = 0; c < nfrom; c++) {
 		char name[40];
 		cfg_name(&from[c], name);
 		if (!only || strstr(name, only))

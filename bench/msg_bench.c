@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include <shmring/shmring.h>
+
+#include "pin.h"
 #include <stdalign.h>
 
 #ifndef RING_BYTES
@@ -54,10 +56,7 @@ static uint64_t now_ns(void)
 
 static void pin(int cpu)
 {
-	cpu_set_t s;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	sched_setaffinity(0, sizeof(s), &s);
+	bench_pin_nth(cpu);
 }
 
 struct shared {
@@ -547,6 +546,9 @@ int main(int argc, char **argv)
 {
 	uint32_t sizes[8] = {64, 1024, 4096, 65536};
 	unsigned nsizes = 4;
+	int *cpus;
+
+	(void)bench_cpus(&cpus); /* before anything pins: see pin.h */
 	struct chan chans[] = {
 	    {.name = "shmring msg", ring_create, ring_send, ring_recv, ring_destroy, ring_lag},
 	    {.name = "shmring msg 0-copy", ring_create, zc_send, zc_recv, ring_destroy, ring_lag},
