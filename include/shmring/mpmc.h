@@ -220,6 +220,26 @@ static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q,
 	return r->m.ent[q] + j;
 }
 
+/*
+ * Internal: asks for the cache line at p for writing (or, write = 0, for reading), ahead of the
+ * locked read-modify-writes and copies of a burst, which touch up to 32 lines last written by
+ * other CPUs. Each locked instruction waits for its own line; asked for together first, the
+ * lines arrive in parallel instead of one miss after another. A hint: it changes nothing that
+ * is read or written, and costs nothing on the single-element path, which does not use it.
+ */
+static inline void _shmring_mp_prefetch(const volatile void *p, int write)
+{
+#if defined(__x86_64__)
+	/* PREFETCHW (0F 0D /1) is a no-op on x86-64 processors that lack it, so no CPU check. */
+	if (write)
+		__asm__ volatile("prefetchw %0" : : "m"(*(const volatile char *)p));
+	else
+		__builtin_prefetch((const void *)p, 0, 3);
+#else
+	__builtin_prefetch((const void *)p, write, 3);
+#endif
+}
+
 static inline int _shmring_mp_break(struct shmring *r)
 {
 	r->broken = 1;
@@ -565,6 +585,12 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 			continue; /* another dequeuer moved head: it made progress */
 		}
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_POS, q);
+		/* The lines the loop below and the caller's copies write or read, all at once. */
+		for (unsigned j = 0; j < k; j++) {
+			_shmring_mp_prefetch(_shmring_mp_slot(r, q, h + off[j]), 1);
+			_shmring_mp_prefetch(&r->m.seq[idx[j]], 1);
+			_shmring_mp_prefetch(r->data + idx[j] * r->elem_size, q == _SHMRING_MP_FQ);
+		}
 		r->m.lo[q] = h + m;
 		_shmring_mp_state(rec, _SHMRING_MP_DEQ_BULK, q,
 				  _SHMRING_MP_B_COUNT(k) | _SHMRING_MP_B_RANGE(m) |
@@ -636,6 +662,8 @@ static inline int _shmring_mp_put_n(struct shmring *r, struct _shmring_mpmc_rec 
 			if (t >= (1ull << 62))
 				return _shmring_mp_break(r);
 			end = t + (k - j);
+			for (uint64_t p = t; p < end; p++)
+				_shmring_mp_prefetch(_shmring_mp_slot(r, q, p), 1);
 		}
 		int rc = _shmring_mp_try_at(r, rec, q, t++, x, bulk);
 		if (rc < 0)
