@@ -407,8 +407,9 @@ static uint64_t entry_pos(const struct shmring *r, uint64_t k, uint64_t cyc)
 {
 	uint64_t j = k;
 	if (r->m.emask >= 255) {
-		uint64_t stride = (r->m.emask + 1) >> 4;
-		j = (k % stride) * 16 + k / stride;
+		/* k = region * size + run * 8 + i  <-  j = run * 128 + region * 8 + i */
+		uint64_t size = (r->m.emask + 1) >> 4, region = k / size, in = k % size;
+		j = (in >> 3) * 128 + region * 8 + (in & 7);
 	}
 	return cyc << r->m.ishift | j;
 }

@@ -160,18 +160,17 @@ static void assert_capacity(struct shmring *r, uint64_t cap, const char *what, i
 
 /* Fills a ring, kills a producer or consumer (simulated) at point pt on queue q, recovers, and
  * checks: no duplicate, at most one loss, full capacity afterwards. */
-static int death_case(int producer, int pt, int q)
+static int death_case(int producer, int pt, int q, uint64_t cap)
 {
-	enum { CAP = 8 };
-	struct shmring *v, *r = ring_with_victim(CAP, &v);
+	struct shmring *v, *r = ring_with_victim(cap, &v);
 	uint64_t x;
-	int seen[64] = {0}, npushed = 0;
-	for (uint64_t i = 0; i < CAP / 2; i++, npushed++)
+	int seen[1024] = {0}, npushed = 0;
+	for (uint64_t i = 0; i < cap / 2; i++, npushed++)
 		cr_assert_eq(shmring_mpmc_push(r, &i), 0);
 	die_point = pt;
 	die_queue = q;
 	shmring_mpmc_set_hook(v, hook_die, NULL);
-	uint64_t victim = 100;
+	uint64_t victim = 1u << 20; /* above every value pushed */
 	int rc = producer ? shmring_mpmc_push(v, &victim) : shmring_mpmc_pop(v, &x);
 	if (rc == 0 && !producer)
 		seen[x]++;
@@ -183,7 +182,7 @@ static int death_case(int producer, int pt, int q)
 		     rec);
 	int victim_seen = 0, n = 0;
 	while (shmring_mpmc_pop(r, &x) == 0) {
-		if (x == 100)
+		if (x == victim)
 			victim_seen++;
 		else
 			cr_assert_eq(seen[x]++, 0, "duplicate %lu", (unsigned long)x);
@@ -193,9 +192,10 @@ static int death_case(int producer, int pt, int q)
 	int lost = 0;
 	for (int i = 0; i < npushed; i++)
 		lost += seen[i] == 0;
-	cr_assert_leq(lost, producer ? 0 : 1, "point %d: lost %d", pt, lost);
-	assert_capacity(r, CAP, "point", pt);
-	for (uint64_t i = 0; i < CAP; i++) {
+	cr_assert_leq(lost, producer ? 0 : 1, "capacity %lu, point %d, queue %d, producer %d: lost %d",
+		       (unsigned long)cap, pt, q, producer, lost);
+	assert_capacity(r, cap, "point", pt);
+	for (uint64_t i = 0; i < cap; i++) {
 		cr_assert_eq(shmring_mpmc_pop(r, &x), 0);
 		cr_assert_eq(x, i);
 	}
@@ -205,14 +205,21 @@ static int death_case(int producer, int pt, int q)
 
 Test(mpmc, death_at_every_point)
 {
-	int died = 0;
-	for (int producer = 0; producer < 2; producer++)
-		for (int pt = SHMRING_MPMC_HOOK_DEQ_FAA; pt <= SHMRING_MPMC_HOOK_ENQ_DONE; pt++)
-			for (int q = 0; q < 2; q++)
-				died += death_case(producer, pt, q);
-	/* A push passes DEQ_FAA..HELD on the free queue, FILLED, and ENQ_FAA..ENQ_DONE on the
-	 * filled queue: 9 points; a pop the same with the queues swapped and READ. */
-	cr_assert_eq(died, 18, "%d deaths", died);
+	/* 128 and up: entries are laid out in runs across regions (_shmring_mp_slot), which
+	 * recovery's scan for a position taken but not recorded inverts (entry_pos). */
+	uint64_t caps[] = {8, 128, 1024};
+	for (int c = 0; c < 3; c++) {
+		int died = 0;
+		for (int producer = 0; producer < 2; producer++)
+			for (int pt = SHMRING_MPMC_HOOK_DEQ_FAA; pt <= SHMRING_MPMC_HOOK_ENQ_DONE;
+			     pt++)
+				for (int q = 0; q < 2; q++)
+					died += death_case(producer, pt, q, caps[c]);
+		/* A push passes DEQ_FAA..HELD on the free queue, FILLED, and ENQ_FAA..ENQ_DONE
+		 * on the filled queue: 9 points; a pop the same with the queues swapped and
+		 * READ. */
+		cr_assert_eq(died, 18, "capacity %lu: %d deaths", (unsigned long)caps[c], died);
+	}
 }
 
 /* ---- bulk: all or none, also across a death ------------------------------------------------ */

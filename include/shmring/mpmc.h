@@ -210,13 +210,22 @@ static inline uint64_t _shmring_mp_ent(const struct shmring *r, uint64_t cyc, ui
 #define _SHMRING_MP_SAFE(r, e) (((e) >> (r)->m.w) & 1u)
 #define _SHMRING_MP_IDX(r, e)  ((e) & (r)->m.bot)
 
-/* Entry of position p: consecutive positions go to different 128-byte blocks. */
+/*
+ * Entry of position p. Runs of 8 consecutive positions share a 64-byte line, and consecutive
+ * runs go to 16 different regions of the array, so lines that neighbour in memory (which
+ * Intel's adjacent-line prefetcher pairs) hold positions 128 apart. SCQ spreads single
+ * positions instead (each neighbour to another region); measured on a 16-core Xeon
+ * (mpmc_bench, README), that made a burst of 32 touch 16 lines that the next burst, on
+ * positions 32 on, shared with it, and gave half the burst throughput of runs, for no gain
+ * one element at a time. Part of the shared format (ABI 5): entry_pos() in ring/mpmc.c
+ * inverts it.
+ */
 static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q, uint64_t p)
 {
 	uint64_t j = p & r->m.emask;
 
 	if (r->m.emask >= 255)
-		j = (j & 15) * ((r->m.emask + 1) >> 4) + (j >> 4);
+		j = ((j >> 3) & 15) * ((r->m.emask + 1) >> 4) + ((j >> 7) << 3) + (j & 7);
 	return r->m.ent[q] + j;
 }
 
