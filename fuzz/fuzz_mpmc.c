@@ -16,8 +16,8 @@
  * Bulk mode (bit 4 of byte 0): pushes and pops are bursts and all-or-none bulks of 1..16
  * elements; a bulk must move all or nothing, and a death inside one counts as n deaths.
  *
- * Input: byte 0 capacity (1..16) and mode, byte 1 participants (2..5), then 2-3 bytes per
- * operation.
+ * Input: byte 0 capacity (1..128, bits 0-2) and mode (bit 4: bulk calls), byte 1 participants
+ * (2..5), then 2-3 bytes per operation.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -122,7 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	uint64_t cap = 1ull << (data[0] % 5);
+	/* 1 to 128: from 128 on, entries are laid out in runs across regions (mpmc.h). */
+	uint64_t cap = 1ull << (data[0] % 8);
 	unsigned np = 2 + data[1] % (MAXPART - 1);
 	struct shmring_params p = {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = cap};
 	if (shmring_create_anon(&p, &ring) != 0)

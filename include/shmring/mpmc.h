@@ -230,23 +230,22 @@ static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q,
 }
 
 /*
- * Internal: asks for the cache line at p for writing (or, write = 0, for reading), ahead of the
- * locked read-modify-writes and copies of a burst, which touch up to 32 lines last written by
- * other CPUs. Each locked instruction waits for its own line; asked for together first, the
- * lines arrive in parallel instead of one miss after another. A hint: it changes nothing that
- * is read or written, and costs nothing on the single-element path, which does not use it.
+ * Internal: asks for the cache line at p, for writing (write = 1) or reading, ahead of the
+ * locked read-modify-writes and copies of a burst, which touch lines last written by other CPUs:
+ * asked for together, their misses overlap instead of coming one after another. A hint: it
+ * changes nothing that is read or written. The write hint is PREFETCHW where the compiler may
+ * use it (-mprfchw, or an -march that has it), a plain prefetch otherwise; the single-element
+ * path does not use it.
  */
 static inline void _shmring_mp_prefetch(const volatile void *p, int write)
 {
-#if defined(__x86_64__)
-	/* PREFETCHW (0F 0D /1) is a no-op on x86-64 processors that lack it, so no CPU check. */
+	const void *a = (const void *)(uintptr_t)p;
+
+	/* Both arguments must be constants for the builtin. */
 	if (write)
-		__asm__ volatile("prefetchw %0" : : "m"(*(const volatile char *)p));
+		__builtin_prefetch(a, 1, 3);
 	else
-		__builtin_prefetch((const void *)p, 0, 3);
-#else
-	__builtin_prefetch((const void *)p, write, 3);
-#endif
+		__builtin_prefetch(a, 0, 3);
 }
 
 static inline int _shmring_mp_break(struct shmring *r)

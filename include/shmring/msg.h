@@ -495,7 +495,7 @@ static inline void _shmring_msg_advance(struct shmring *r, uint64_t stride)
 		/* F2, F3, F4: keep the four steps in this order for a successor reading after our
 		 * death (on x86 stores stay in order; elsewhere this is best effort). */
 		atomic_signal_fence(memory_order_seq_cst);
-		memset((unsigned char *)hp + 8, 0, stride - 8);
+		memset((unsigned char *)(uintptr_t)hp + 8, 0, stride - 8);
 		atomic_signal_fence(memory_order_seq_cst);
 		/* Zeroed up to here: a successor that finds a zero header at the published
 		 * position, with this mark ahead of it, knows the span was freed by a consumer
