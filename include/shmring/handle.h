@@ -6,6 +6,10 @@
  * Everything here is copied from a validated header at attach time: geometry is never read
  * from shared memory again, so a peer that rewrites the header cannot move our bounds.
  */
+/* Any of the headers may be included first: shmring.h declares the common API and then
+ * includes the others in dependency order, this one among them. */
+#include <shmring/shmring.h>
+
 #ifndef SHMRING_HANDLE_H
 #define SHMRING_HANDLE_H
 

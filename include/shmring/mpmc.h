@@ -46,6 +46,10 @@
  * its own handle (shmring_open for a named ring, or shmring_attach on shmring_base()), never use
  * its parent's (closing it is fine: a child's close leaves the parent's record alone).
  */
+/* Any of the headers may be included first: shmring.h declares the common API and then
+ * includes the others in dependency order, this one among them. */
+#include <shmring/shmring.h>
+
 #ifndef SHMRING_MPMC_H
 #define SHMRING_MPMC_H
 

@@ -34,6 +34,10 @@
  * position, MPSC commit or abort, consumer position) then reads one shared word, relaxed, and
  * wakes the sleepers only when that word is non-zero.
  */
+/* Any of the headers may be included first: shmring.h declares the common API and then
+ * includes the others in dependency order, this one among them. */
+#include <shmring/shmring.h>
+
 #ifndef SHMRING_MSG_H
 #define SHMRING_MSG_H
 

@@ -20,6 +20,10 @@
  * The consumer finishes reading slots, then publishes its position with a release store (R2);
  * the producer reads it with an acquire load (A1) before overwriting those slots.
  */
+/* Any of the headers may be included first: shmring.h declares the common API and then
+ * includes the others in dependency order, this one among them. */
+#include <shmring/shmring.h>
+
 #ifndef SHMRING_SPSC_H
 #define SHMRING_SPSC_H
 

@@ -17,6 +17,10 @@
  * A publish costs no system call unless the other side is asleep: the waker reads one shared
  * word (relaxed) after its release store; one wake covers a whole burst.
  */
+/* Any of the headers may be included first: shmring.h declares the common API and then
+ * includes the others in dependency order, this one among them. */
+#include <shmring/shmring.h>
+
 #ifndef SHMRING_SYNC_H
 #define SHMRING_SYNC_H
 
