@@ -88,9 +88,10 @@ extern const struct contender bench_futex_mailbox;
 double bench_floor_cacheline_ns(uint64_t iters);		 /* ns per round trip */
 double bench_floor_memcpy_gbs(size_t bytes, uint64_t target_ns); /* GB/s */
 double bench_floor_futex_wake_ns(uint64_t iters);		 /* ns per FUTEX_WAKE */
-/* CPU cpu: the cpu-th CPU the affinity mask allowed when bench_ncpus() was first called (pin.h);
- * main calls it before anything pins. */
+/* Number of CPUs the affinity mask allowed at the first call (pin.h); main calls it before
+ * anything pins. */
 int bench_ncpus(void);
+/* Pins the calling thread or process to "CPU cpu": the cpu-th of those CPUs, mod their count. */
 int bench_pin(int cpu);
 
 /* iceoryx's daemon, started and stopped by the runner: NULL, or why it could not start. */

@@ -30,7 +30,7 @@
  *
  * Usage: mpmc_bench [--quick] [--wide] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
  * --wide adds 8/8 (processes and threads): 16 participants, one per CPU on a 16-CPU machine,
- * twice oversubscribed on 8 CPUs, eight times on 2;
+ * twice oversubscribed on 8 CPUs, eight times on 2 (--quick ignores it);
  * --only keeps the configurations whose name ("2/2 procs b=32 spin") contains SUBSTR;
  * --shmring-only skips the peers (to compare two builds of shmring run one after the other).
  */

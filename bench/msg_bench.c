@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * msg_bench: the message ring against the kernel's message channels, as ratios measured in
- * one run. A producer process pinned to CPU 0 sends messages of one size to a consumer process
- * pinned to CPU 1 for a fixed time; both copy (the producer copies in, the consumer copies
- * out and checks a sequence number). Reported: messages/s and bytes/s of each channel, and
- * the ratios: shmring / POSIX mq, / SysV msg, / pipe, / Unix datagram socket, and bytes/s over
- * memcpy bandwidth at the ring's size (one core copying chunks of the message size out of a
- * buffer as large as the ring: the issue's floor), and over a cross-core floor (the least
- * ring that moves those bytes between the same two CPUs). Rounds interleave every channel,
- * with the order rotated; each cell is the median over rounds, with min-max. Under each table,
- * for sizes that fit a 128 KiB ring: the ring's own data path on one CPU, in cache (one_cpu()).
+ * one run. A producer process pinned to "CPU 0" sends messages of one size to a consumer process
+ * pinned to "CPU 1" (the first two CPUs that the affinity mask allows: pin.h) for a fixed time;
+ * both copy (the producer copies in, the consumer copies out and checks a sequence number).
+ * Reported: messages/s and bytes/s of each channel, and the ratios: shmring / POSIX mq, / SysV msg,
+ * / pipe, / Unix datagram socket, and bytes/s over memcpy bandwidth at the ring's size (one core
+ * copying chunks of the message size out of a buffer as large as the ring: the issue's floor), and
+ * over a cross-core floor (the least ring that moves those bytes between the same two CPUs). Rounds
+ * interleave every channel, with the order rotated; each cell is the median over rounds, with
+ * min-max. Under each table, for sizes that fit a 128 KiB ring: the ring's own data path on one
+ * CPU, in cache (one_cpu()).
  *
  * Usage: msg_bench [seconds per run, default 0.3] [rounds, default 5] [sizes, comma-separated,
  * default 64,1024,4096,65536]. Prints a table. With MSG_BENCH_TRACE set in the environment, the

@@ -27,7 +27,9 @@ need_pkgs() {
 # What building the library, its tests and its fuzzers needs.
 BUILD_PKGS=(cmake make gcc clang pkg-config liburcu-dev libcriterion-dev libclang-rt-14-dev
 	libc6-dev procps util-linux)
-# scripts/headers.sh compiles the public headers for 32-bit x86 too, where the machine is x86-64.
+# What scripts/test.sh needs besides: spin (scripts/spin.sh) and, on x86-64, gcc-multilib
+# (scripts/headers.sh compiles the public headers for 32-bit x86 too).
+TEST_PKGS=(spin)
 if [ "$(uname -m)" = x86_64 ]; then
-	BUILD_PKGS+=(gcc-multilib)
+	TEST_PKGS+=(gcc-multilib)
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test: criterion suites and stress executables with gcc and with clang,
 # again under ASan+UBSan, the threaded stress executables under TSan, the Promela model of the
-# sleep hand-shake, the public headers compiled on their own for x86-64 and i386, the fuzz
-# corpora replayed and a bounded fuzz run of every target.
+# sleep hand-shake, the public headers compiled on their own (native, and i386 on x86-64), the
+# fuzz corpora replayed and a bounded fuzz run of every target.
 # Installs missing Debian packages when run as root. Exits non-zero on any failure.
 #   FUZZ_SECONDS=N   seconds of fuzzing per target (default 60; 0 skips the run, not the replay)
 #   SHMRING_REQUIRE_ALL=1   a test that skips itself (namespaces refused, an mlock that does not
@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 . scripts/deps.sh
-if ! need_pkgs "${BUILD_PKGS[@]}" spin; then
+if ! need_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; then
 	echo "test.sh: could not install the packages it needs" >&2
 	exit 1
 fi
@@ -100,7 +100,7 @@ step "TSan (clang): threaded stress executables" suite build/test-tsan clang \
 	-DSHMRING_SANITIZE=thread -DSHMRING_CRITERION=OFF -DSHMRING_EXAMPLES=OFF
 # Run through bash, not by their exec bit: a lost bit must fail the step, not skip it.
 step "spin: Promela models of the sleep hand-shake" bash scripts/spin.sh
-step "headers: every public header first, gcc and clang, x86-64 and i386" bash scripts/headers.sh
+step "headers: every public header first, gcc and clang, native and i386" bash scripts/headers.sh
 step "fuzz: replay corpora" bash scripts/fuzz.sh --replay
 if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
 	step "fuzz: bounded run" bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}"

@@ -7,7 +7,7 @@
  * from shared memory again, so a peer that rewrites the header cannot move our bounds.
  */
 /* Any of the headers may be included first: shmring.h declares the common API and then
- * includes the others in dependency order, this one among them. */
+ * includes the others in dependency order (this one through them). */
 #include <shmring/shmring.h>
 
 #ifndef SHMRING_HANDLE_H

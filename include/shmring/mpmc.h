@@ -215,13 +215,14 @@ static inline uint64_t _shmring_mp_ent(const struct shmring *r, uint64_t cyc, ui
 #define _SHMRING_MP_IDX(r, e)  ((e) & (r)->m.bot)
 
 /*
- * Entry of position p. Runs of 8 consecutive positions share a 64-byte line, and consecutive
- * runs go to 16 different regions of the array, so lines that neighbour in memory (which
- * Intel's adjacent-line prefetcher pairs) hold positions 128 apart. SCQ spreads single
- * positions instead (each neighbour to another region); measured on a 16-core Xeon
- * (mpmc_bench, README), that made a burst of 32 touch 16 lines that the next burst, on
- * positions 32 on, shared with it, and gave half the burst throughput of runs, for no gain
- * one element at a time. Part of the shared format (ABI 5): entry_pos() in ring/mpmc.c
+ * Entry of position p. From 256 entries up (capacity 128), runs of 8 consecutive positions
+ * share a 64-byte line, and consecutive runs go to 16 different regions of the array, so lines
+ * that neighbour in memory (which Intel's adjacent-line prefetcher pairs) hold positions 128
+ * apart; smaller rings keep position order. SCQ spreads single positions instead (each
+ * neighbour to another region); measured on a 16-core Xeon (docs/bench-16cpu-2026-11-24.txt,
+ * section 4), that made a burst of 32 touch 16 lines that the next burst, on positions 32 on,
+ * shared with it, and gave 1/2 to 2/3 of the burst throughput of runs, for no gain one element
+ * at a time. Part of the shared format (ABI 5): entry_pos() in ring/mpmc.c
  * inverts it.
  */
 static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q, uint64_t p)
@@ -238,14 +239,14 @@ static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q,
  * locked read-modify-writes and copies of a burst, which touch lines last written by other CPUs:
  * asked for together, their misses overlap instead of coming one after another. A hint: it
  * changes nothing that is read or written. The write hint is PREFETCHW where the compiler may
- * use it (-mprfchw, or an -march that has it), a plain prefetch otherwise; the single-element
- * path does not use it.
+ * use it (-mprfchw, or an -march that has it), otherwise (on x86) a read prefetch; the
+ * single-element path does not use it.
  */
 static inline void _shmring_mp_prefetch(const volatile void *p, int write)
 {
 	const void *a = (const void *)(uintptr_t)p;
 
-	/* Both arguments must be constants for the builtin. */
+	/* The builtin's rw and locality arguments must be constants. */
 	if (write)
 		__builtin_prefetch(a, 1, 3);
 	else
