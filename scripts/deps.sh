@@ -27,9 +27,11 @@ need_pkgs() {
 # What building the library, its tests and its fuzzers needs.
 BUILD_PKGS=(cmake make gcc clang pkg-config liburcu-dev libcriterion-dev libclang-rt-14-dev
 	libc6-dev procps util-linux)
-# What scripts/test.sh needs besides: spin (scripts/spin.sh) and, on x86-64, gcc-multilib
-# (scripts/headers.sh compiles the public headers for 32-bit x86 too).
+# What scripts/test.sh needs besides: spin (scripts/spin.sh) and, on x86-64, what
+# scripts/headers.sh compiles for other targets with: gcc-multilib (32-bit x86) and the C
+# libraries of aarch64 and 32-bit ARM (for clang --target; gcc's cross compilers would take
+# gcc-multilib away: Debian 12 makes them conflict).
 TEST_PKGS=(spin)
 if [ "$(uname -m)" = x86_64 ]; then
-	TEST_PKGS+=(gcc-multilib)
+	TEST_PKGS+=(gcc-multilib libc6-dev-arm64-cross libc6-dev-armhf-cross)
 fi

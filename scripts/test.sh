@@ -100,7 +100,7 @@ step "TSan (clang): threaded stress executables" suite build/test-tsan clang \
 	-DSHMRING_SANITIZE=thread -DSHMRING_CRITERION=OFF -DSHMRING_EXAMPLES=OFF
 # Run through bash, not by their exec bit: a lost bit must fail the step, not skip it.
 step "spin: Promela models of the sleep hand-shake" bash scripts/spin.sh
-step "headers: every public header first, gcc and clang, native and i386" bash scripts/headers.sh
+step "headers: public headers and library sources, native, i386, aarch64, armhf" bash scripts/headers.sh
 step "fuzz: replay corpora" bash scripts/fuzz.sh --replay
 if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
 	step "fuzz: bounded run" bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}"

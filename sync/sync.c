@@ -125,19 +125,23 @@ static inline void cpu_relax(void)
 
 /* ---- counters ------------------------------------------------------------------------------- */
 
-#define COUNT(r, field) __atomic_fetch_add(&(r)->sync->st.field, 1, __ATOMIC_RELAXED)
+/* The counters, as 8-byte aligned words: on 32-bit x86 a uint64_t in a struct is only 4-byte
+ * aligned, and a 64-bit atomic there would be a library call, or a lock split over two lines
+ * (the member is _Alignas(8) in sync/sync.h, so the promise holds). */
+typedef uint64_t stat_word __attribute__((aligned(8)));
+#define STAT(r, field)	(*(stat_word *)&(r)->sync->st.field)
+#define COUNT(r, field) __atomic_fetch_add(&STAT(r, field), 1, __ATOMIC_RELAXED)
 
 int shmring_stats(const struct shmring *r, struct shmring_stats *out)
 {
 	if (!r || !out || !r->sync)
 		return -EINVAL;
-	const struct shmring_stats *s = &r->sync->st;
-	out->wake_syscalls = __atomic_load_n(&s->wake_syscalls, __ATOMIC_RELAXED);
-	out->wait_syscalls = __atomic_load_n(&s->wait_syscalls, __ATOMIC_RELAXED);
-	out->barrier_syscalls = __atomic_load_n(&s->barrier_syscalls, __ATOMIC_RELAXED);
-	out->event_syscalls = __atomic_load_n(&s->event_syscalls, __ATOMIC_RELAXED);
-	out->spins = __atomic_load_n(&s->spins, __ATOMIC_RELAXED);
-	out->sleeps = __atomic_load_n(&s->sleeps, __ATOMIC_RELAXED);
+	out->wake_syscalls = __atomic_load_n(&STAT(r, wake_syscalls), __ATOMIC_RELAXED);
+	out->wait_syscalls = __atomic_load_n(&STAT(r, wait_syscalls), __ATOMIC_RELAXED);
+	out->barrier_syscalls = __atomic_load_n(&STAT(r, barrier_syscalls), __ATOMIC_RELAXED);
+	out->event_syscalls = __atomic_load_n(&STAT(r, event_syscalls), __ATOMIC_RELAXED);
+	out->spins = __atomic_load_n(&STAT(r, spins), __ATOMIC_RELAXED);
+	out->sleeps = __atomic_load_n(&STAT(r, sleeps), __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -145,13 +149,12 @@ void shmring_stats_reset(struct shmring *r)
 {
 	if (!r || !r->sync)
 		return;
-	struct shmring_stats *s = &r->sync->st;
-	__atomic_store_n(&s->wake_syscalls, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->wait_syscalls, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->barrier_syscalls, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->event_syscalls, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->spins, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->sleeps, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&STAT(r, wake_syscalls), 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&STAT(r, wait_syscalls), 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&STAT(r, barrier_syscalls), 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&STAT(r, event_syscalls), 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&STAT(r, spins), 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&STAT(r, sleeps), 0, __ATOMIC_RELAXED);
 }
 
 /* ---- policy ---------------------------------------------------------------------------------- */

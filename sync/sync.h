@@ -128,9 +128,9 @@ struct _shmring_sync {
 	int fifo_fd;	       /* event FIFO, opened lazily (-1) */
 	int fifo_wfd;	       /* producer's write end (-1) */
 	struct shmring_wait_policy pol;
-	struct shmring_stats st;	   /* relaxed counters, this handle only */
-	struct _shmring_sync *next, *prev; /* process list of handles holding OFD claims */
-	uint64_t last_sleep_ns;		   /* CLOCK_MONOTONIC of this handle's last sleep */
+	_Alignas(8) struct shmring_stats st; /* relaxed counters, this handle only */
+	struct _shmring_sync *next, *prev;   /* process list of handles holding OFD claims */
+	uint64_t last_sleep_ns;		     /* CLOCK_MONOTONIC of this handle's last sleep */
 	int linked;
 };
 

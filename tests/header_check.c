@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Not a test that runs: scripts/headers.sh (a stage of scripts/test.sh) compiles this file with
- * gcc and clang, for the native target and, on x86-64 hosts, for 32-bit x86 (-m32), at -O2
- * with -Wall -Wextra -Werror -Wcast-qual, as a user's tree that vendors the headers would. It keeps
+ * Not a test that runs: scripts/headers.sh (a stage of scripts/test.sh) compiles this file for
+ * the native target and, on x86-64 hosts, for 32-bit x86, aarch64 and 32-bit ARM, at -O2 with
+ * -Wall -Wextra -Werror -Wcast-qual, as a user's tree that vendors the headers would. It keeps
  * every inline function of the public headers, so each is compiled for each target: an x86-64-only
  * construct on another target's path (found in review: a prefetch whose #else branch compiled
  * nowhere else) fails the stage.
