@@ -31,17 +31,19 @@ int main(int argc, char **argv)
 	uint64_t next = 0;
 	double t0 = 0;
 
-	if (!buf)
-		return 1;
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	while (next < a.count) {
 		rc = shmring_spsc_pop_burst(r, buf, a.burst);
 		if (rc == -EAGAIN) {
 			sched_yield(); /* a polite spin: the demo also runs on one CPU */
 			continue;
 		}
-		if (rc < 0) {
+		if (rc < 0) { /* the exit status says so: demo.sh stops on it */
 			fprintf(stderr, "consumer: %s\n", shmring_strerror(rc));
-			break;
+			goto out;
 		}
 		if (next == 0)
 			t0 = ex_now();

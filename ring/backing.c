@@ -165,12 +165,48 @@ static int valid_shm_name(const char *name)
 		return 0;
 	if (!strcmp(name, "/.") || !strcmp(name, "/.."))
 		return 0;
+	/* The event FIFO of ring "/x" is "/x.ev" beside it (shmring_event_fd): a ring of that
+	 * name would take its place. */
+	if (n >= 4 && !strcmp(name + n - 3, ".ev"))
+		return 0;
 	return 1;
 }
 
 static mode_t create_mode(const struct shmring_params *p)
 {
 	return p->mode ? (mode_t)(p->mode & 0777) : 0600;
+}
+
+/*
+ * Allocates the bytes of a fresh object that _shmring_format() writes, before it writes them:
+ * on a full tmpfs, or over a quota, that is -ENOSPC (or -EDQUOT) here, where the caller unlinks
+ * the name, rather than a SIGBUS in the middle of the format (found in review: the process was
+ * killed inside shmring_create and left its object behind). The slots stay unallocated (sparse)
+ * unless the format writes them (MPSC message rings) or SHMRING_F_PREFAULT asks for all of it. A
+ * filesystem without fallocate() keeps the old behaviour.
+ */
+static int alloc_range(int fd, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	if (!len)
+		return 0;
+	do
+		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+	while (rc != 0 && errno == EINTR);
+	return rc == 0 || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno; /* as PREFAULT */
+}
+
+static int alloc_formatted(int fd, const struct _shmring_layout *l)
+{
+	const struct _shmring_part *data = &l->part[_SHMRING_PART_DATA];
+	int rc = alloc_range(fd, 0, data->off); /* header, positions, waiter words */
+
+	for (int i = 0; !rc && i < _SHMRING_NPARTS; i++)
+		if (l->part[i].off >= data->off &&
+		    (i != _SHMRING_PART_DATA || l->kind == SHMRING_MSG_MPSC))
+			rc = alloc_range(fd, l->part[i].off, l->part[i].size);
+	return rc;
 }
 
 /* Common body of the two named creators: fd is fresh, exclusive, empty. */
@@ -185,7 +221,9 @@ static int create_on_fd(int fd, const struct shmring_params *p, struct shmring *
 	rc = _shmring_layout(p, &l);
 	if (rc)
 		goto fail_fd;
-	if (fstat(fd, &st) != 0) {
+	/* The mode asked for, not what the umask leaves of it (found in review: 0660 became
+	 * 0640 under umask 022, and the group's peers got -EACCES). */
+	if (fchmod(fd, create_mode(p)) != 0 || fstat(fd, &st) != 0) {
 		rc = -errno;
 		goto fail_fd;
 	}
@@ -193,6 +231,9 @@ static int create_on_fd(int fd, const struct shmring_params *p, struct shmring *
 		rc = -errno;
 		goto fail_fd;
 	}
+	rc = alloc_formatted(fd, &l);
+	if (rc)
+		goto fail_fd;
 	base = mmap(NULL, l.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		rc = -errno;
@@ -428,11 +469,12 @@ int shmring_unlink(const char *name)
 
 	if (!valid_shm_name(name))
 		return -EINVAL;
-	int rc = shm_unlink(name) == 0 ? 0 : -errno;
-	/* glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits beside them. */
+	/* The FIFO first (glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits
+	 * beside them): once the name is gone, a new ring may take it and adopt the FIFO it finds,
+	 * which a late unlink of ours would then take from it (found in review). */
 	if ((size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) < sizeof(path))
 		_shmring_event_unlink(path);
-	return rc;
+	return shm_unlink(name) == 0 ? 0 : -errno;
 }
 
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out)
@@ -466,7 +508,9 @@ int shmring_open_file(const char *path, const struct shmring_params *expect, str
 
 	if (!path || !*path || !expect || !out)
 		return -EINVAL;
-	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK, O_NOCTTY: a path that names a device or a FIFO is refused after fstat(),
+	 * without the open blocking or making a terminal ours; no effect on a regular file. */
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	return _shmring_sync_opened(open_on_fd(fd, expect, out), expect->flags, out);
@@ -476,9 +520,8 @@ int shmring_unlink_file(const char *path)
 {
 	if (!path || !*path)
 		return -EINVAL;
-	int rc = unlink(path) == 0 ? 0 : -errno;
-	_shmring_event_unlink(path);
-	return rc;
+	_shmring_event_unlink(path); /* first, as in shmring_unlink() */
+	return unlink(path) == 0 ? 0 : -errno;
 }
 
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out)

@@ -1072,8 +1072,13 @@ static int fifo_open(const char *path)
 void _shmring_event_unlink(const char *seg_path)
 {
 	char path[PATH_MAX];
+	struct stat st;
 
-	if ((size_t)snprintf(path, sizeof(path), "%s.ev", seg_path) < sizeof(path))
+	/* Only a FIFO of this user's: a file of that name beside a ring file is someone's data,
+	 * and any other object there is not the ring's (found in review: a user's plain "data.ev"
+	 * went with the ring "data"). */
+	if ((size_t)snprintf(path, sizeof(path), "%s.ev", seg_path) < sizeof(path) &&
+	    lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) && st.st_uid == geteuid())
 		unlink(path);
 }
 

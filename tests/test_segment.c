@@ -504,7 +504,9 @@ Test(shm, bad_names)
 	toolong[0] = '/';
 	memset(toolong + 1, 'n', NAME_MAX);
 	toolong[NAME_MAX + 1] = '\0'; /* NAME_MAX + 1 bytes with the slash */
-	const char *bad[] = {"noslash", "/a/b", "", "/", "//", "/.", "/..", "/x/", toolong};
+	/* "/x.ev" is the event FIFO's name of ring "/x" (shmring_event_fd). */
+	const char *bad[] = {"noslash", "/a/b", "",    "/",	"//",
+			     "/.",	"/..",	"/x/", "/x.ev", toolong};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_assert_eq(shmring_create(bad[i], &p, &r), -EINVAL, "create \"%s\"", bad[i]);
 		cr_assert_eq(shmring_open(bad[i], &p, &r), -EINVAL, "open \"%s\"", bad[i]);
@@ -629,13 +631,72 @@ Test(shm, create_mode)
 	char path[PATH_MAX];
 	mode_t um = umask(022);
 
-	p.mode = 0640;
+	/* The mode asked for, whatever the umask (found in review: 0660 became 0640, and the
+	 * group's peers could not open the ring read-write). */
+	p.mode = 0660;
 	cr_assert_eq(shmring_create(name, &p, &a), 0);
 	snprintf(path, sizeof(path), "/dev/shm%s", name);
 	cr_assert_eq(stat(path, &st), 0);
-	cr_assert_eq(st.st_mode & 0777, 0640);
+	cr_assert_eq(st.st_mode & 0777, 0660, "got %o", st.st_mode & 0777);
 	shmring_close(a);
+	shmring_unlink(name);
+	const char *fpath = tu_file_path("mode");
+	cr_assert_eq(shmring_create_file(fpath, &p, &a), 0);
+	cr_assert_eq(stat(fpath, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0660, "got %o", st.st_mode & 0777);
+	shmring_close(a);
+	shmring_unlink_file(fpath);
 	umask(um);
+}
+
+/*
+ * Unlinking a ring takes its event FIFO, and nothing else of that name: not another shm object
+ * (made here with shm_open, as the library refuses such a name), not a user's file beside a ring
+ * file (found in review: both were deleted, even when the ring itself did not exist).
+ */
+Test(shm, unlink_takes_only_the_event_fifo)
+{
+	const char *name = tu_shm_name("evonly");
+	struct shmring_params p = tu_params(8, 8);
+	struct shmring *a;
+	char other[NAME_MAX + 8], path[PATH_MAX];
+	struct stat st;
+
+	snprintf(other, sizeof(other), "%s.ev", name);
+	snprintf(path, sizeof(path), "/dev/shm%s", other);
+	int fd = shm_open(other, O_RDWR | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(shmring_unlink(name), -ENOENT);
+	cr_assert_eq(stat(path, &st), 0, "a missing ring's unlink deleted %s", other);
+	cr_assert_eq(shmring_create(name, &p, &a), 0);
+	cr_assert_eq(shmring_unlink(name), 0);
+	cr_assert_eq(stat(path, &st), 0, "the ring's unlink deleted the object %s", other);
+	shm_unlink(other);
+	shmring_close(a);
+
+	/* The real FIFO goes. */
+	p.flags = SHMRING_F_CONSUMER;
+	cr_assert_eq(shmring_create(name, &p, &a), 0);
+	cr_assert_geq(shmring_event_fd(a), 0);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert(S_ISFIFO(st.st_mode));
+	cr_assert_eq(shmring_unlink(name), 0);
+	cr_assert_neq(lstat(path, &st), 0, "the event FIFO stayed");
+	shmring_close(a);
+
+	/* Beside a ring file: a user's data.ev stays. */
+	const char *fpath = tu_file_path("evonly");
+	snprintf(path, sizeof(path), "%s.ev", fpath);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0644);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	p.flags = 0;
+	cr_assert_eq(shmring_create_file(fpath, &p, &a), 0);
+	cr_assert_eq(shmring_unlink_file(fpath), 0);
+	cr_assert_eq(stat(path, &st), 0, "the ring file's unlink deleted the user's %s", path);
+	unlink(path);
+	shmring_close(a);
 }
 
 /* Another kind or geometry is refused both when the segment is already mapped here (the

@@ -38,7 +38,9 @@ static void *map_ro(const char *path, size_t *len, int verbose)
 {
 	struct stat st;
 	void *m;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO in /dev/shm (an event FIFO whose consumer has gone, or anyone's
+	 * mkfifo) would block a read-only open until a writer came (found in review: "ls" hung). */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
 	if (fd < 0) {
 		if (verbose)

@@ -75,7 +75,8 @@ struct shmring_params {
 	uint64_t
 	    capacity;	/* elements, power of two, 1..SHMRING_CAPACITY_MAX; 0 = any (open only) */
 	uint32_t flags; /* SHMRING_F_* */
-	uint32_t mode;	/* permission bits of a created object; 0 means 0600 */
+	uint32_t mode;	/* permission bits of a created object, set exactly (not cut by the umask);
+			 * 0 means 0600 */
 	uint32_t open_timeout_ms; /* how long open waits for the creator to publish; 0 = 1000 */
 	uint32_t reserved_;	  /* must be zero */
 };
@@ -118,11 +119,13 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 /* ---- named backings --------------------------------------------------------------------- */
 
 /*
- * Creates a POSIX shm object name ("/name", at most 255 bytes, one slash), exclusively
- * (O_EXCL), mode 0600 unless p->mode says otherwise, sizes it, maps it, applies the hints and
- * writes an empty ring. Returns 0, -EEXIST (another creator won), -EINVAL (bad name or
- * geometry), -ENOSPC/-ENOMEM (no room: reported here, not as SIGBUS later, with
- * SHMRING_F_PREFAULT), -EPERM/-ENOMEM (mlock refused), or another errno from the kernel;
+ * Creates a POSIX shm object name ("/name", at most 255 bytes, one slash, not ending in ".ev":
+ * that is the event FIFO's, see shmring_event_fd), exclusively (O_EXCL), mode 0600 unless
+ * p->mode says otherwise, sizes it, maps it, applies the hints and writes an empty ring.
+ * Returns 0, -EEXIST (another creator won), -EINVAL (bad name or geometry), -ENOSPC/-EDQUOT
+ * (no room for what the create writes; for the slots too with SHMRING_F_PREFAULT, which
+ * reports here what would otherwise be a SIGBUS at a later push), -ENOMEM, -EPERM/-ENOMEM
+ * (mlock refused), or another errno from the kernel;
  * for MPMC also -EUSERS (every participant record taken) and what reopening the ring's own
  * file for its record lock and locking can give (-EMFILE, -EACCES: a mode the caller may not
  * open read-write; -ENOLCK); with a role flag, -EOPNOTSUPP without /proc (shmring/sync.h,
@@ -143,15 +146,18 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 
-/* Removes a POSIX shm name, and its event FIFO (<name>.ev in /dev/shm) if there is one.
- * Mappings stay valid until closed. Returns 0, -ENOENT, -EINVAL, or another -errno. */
+/* Removes a POSIX shm name, and its event FIFO (<name>.ev in /dev/shm) if there is one: only a
+ * FIFO owned by the caller's user, removed first, so that a ring created under the name next
+ * keeps its own. Mappings stay valid until closed. Returns 0, -ENOENT, -EINVAL, or another
+ * -errno. */
 int shmring_unlink(const char *name);
 
 /* Same as shmring_create/open over a regular file, opened with O_NOFOLLOW. */
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out);
 int shmring_open_file(const char *path, const struct shmring_params *expect, struct shmring **out);
 /* Removes a ring file (unlink(2), refusing an empty path), and its event FIFO (<path>.ev) if
- * there is one. Returns 0 or -errno. */
+ * there is one, as shmring_unlink() (a file of that name that is not such a FIFO stays).
+ * Returns 0 or -errno. */
 int shmring_unlink_file(const char *path);
 
 /*
