@@ -338,19 +338,20 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 		return _shmring_handle_new(s, out);
 	}
 
-	if ((uint64_t)st.st_size > SIZE_MAX) {
-		rc = -EPROTO;
-		goto fail;
-	}
-	len = (size_t)st.st_size;
-	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* The header alone first, then the ring it describes: a peer may have grown the object to
+	 * any size, and a mapping of all of it could fail (found in review: -ENOMEM for an object
+	 * grown to 2^48 bytes). _shmring_validate() reads only the header; the object's size is
+	 * what it checks the ring's size against. */
+	size_t objlen = (uint64_t)st.st_size > SIZE_MAX ? SIZE_MAX : (size_t)st.st_size;
+	len = _SHMRING_HDR_SIZE;
+	base = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		base = NULL;
 		rc = -errno;
 		goto fail;
 	}
 	for (;;) {
-		rc = _shmring_validate(base, len, expect, &l);
+		rc = _shmring_validate(base, objlen, expect, &l);
 		if (rc != -EAGAIN)
 			break;
 		if (now_ms() >= deadline) {
@@ -361,13 +362,21 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	}
 	if (rc)
 		goto fail;
-	/* Keep only the ring: a peer may have grown the object to any size. */
-	if (l.total_size < len) {
-		size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-		size_t keep = ((size_t)l.total_size + pg - 1) & ~(pg - 1);
-		if (keep < len)
-			munmap((unsigned char *)base + keep, len - keep);
-		len = (size_t)l.total_size;
+	munmap(base, len);
+	len = (size_t)l.total_size;
+	base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		base = NULL;
+		rc = -errno;
+		goto fail;
+	}
+	/* A peer that rewrote the header between the two mappings is seen here. */
+	struct _shmring_layout again;
+	rc = _shmring_validate(base, len, expect, &again);
+	if (rc || again.kind != l.kind || again.elem_size != l.elem_size ||
+	    again.capacity != l.capacity || again.hflags != l.hflags) {
+		rc = -EPROTO;
+		goto fail;
 	}
 	rc = _shmring_apply_hints(base, len, fd, expect->flags, 0, &eff);
 	if (rc)
