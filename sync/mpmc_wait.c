@@ -64,7 +64,11 @@ static int bad(struct shmring *r)
 		for (;;) {                                                                         \
 			int rc_ = (op);                                                            \
 			if (rc_ != -EAGAIN)                                                        \
-				return rc_;                                                        \
+				return _shmring_settled(r,                                         \
+							(q) == _SHMRING_MP_AQ                      \
+							    ? _SHMRING_DIR_DATA                    \
+							    : _SHMRING_DIR_SPACE,                  \
+							rc_);                                      \
 			rc_ = wait_q(r, (q), deadline);                                            \
 			if (rc_)                                                                   \
 				return rc_;                                                        \

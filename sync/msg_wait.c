@@ -88,7 +88,7 @@ static int bad(struct shmring *r)
 		for (;;) {                                                                         \
 			int rc_ = (op);                                                            \
 			if (rc_ != -EAGAIN)                                                        \
-				return rc_;                                                        \
+				return _shmring_settled(r, _SHMRING_DIR_SPACE, rc_);               \
 			rc_ = _shmring_wait(r, _SHMRING_DIR_SPACE, ready_space, &len_, deadline);  \
 			if (rc_)                                                                   \
 				return rc_;                                                        \
@@ -100,7 +100,7 @@ static int bad(struct shmring *r)
 		for (;;) {                                                                         \
 			int rc_ = (op);                                                            \
 			if (rc_ != -EAGAIN)                                                        \
-				return rc_;                                                        \
+				return _shmring_settled(r, _SHMRING_DIR_DATA, rc_);                \
 			rc_ = wait_data(r, deadline);                                              \
 			if (rc_)                                                                   \
 				return rc_;                                                        \

@@ -32,7 +32,7 @@ static int bad(struct shmring *r)
 		for (;;) {                                                                         \
 			int rc_ = (op);                                                            \
 			if (rc_ != -EAGAIN)                                                        \
-				return rc_;                                                        \
+				return _shmring_settled(r, dir, rc_);                              \
 			rc_ = _shmring_wait(r, dir, readyfn, &one, deadline);                      \
 			if (rc_)                                                                   \
 				return rc_;                                                        \

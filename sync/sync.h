@@ -41,9 +41,12 @@
  * load missed both bits loaded before HOTP was set, so the M1 that followed drained its store
  * before HOT was set, before any F3-only registration could happen. (A first version set HOT
  * only after M1 and no HOTP: spin found the lost wake-up, combined with the seq skip below.)
- * A handle that has not slept for a second clears HOT and HOTP at its next wait that did not
- * sleep, if no sleeper is registered (CAS), and the fast path is fence-free again. Modelled in
- * sync/handshake.pml, with another handle cooling at any moment.
+ * A handle that has not slept for a second clears HOT and HOTP at its next blocking call that
+ * did not sleep (_shmring_settled(), or a wait that found the ring ready), if no sleeper is
+ * registered (CAS), and the fast path is fence-free again. A handle that slept once and then
+ * uses only non-blocking calls leaves the queue hot until a blocking call of some handle of it
+ * cools it: its peer's publishes pay the F2 fence meanwhile. Modelled in sync/handshake.pml,
+ * with another handle cooling at any moment.
  *
  * The skip (a waker that finds seq moved since the last registrant read it does not wake) is
  * for the futex back-end only: FUTEX_WAIT(seq, s) returns at once for a registrant whose s is
@@ -173,8 +176,18 @@ void _shmring_rec_unlock(struct shmring *r, unsigned i);
 int _shmring_rec_locked(struct shmring *r, unsigned i);
 
 /* Whether every thread of process pid has exited (1: a zombie, or no such process), 0 if it
- * runs, -1 if this kernel cannot tell (no pidfd_open). Its pid namespace's view, as kill(). */
+ * runs, -1 with errno set if it cannot tell (ENOSYS or EPERM: no pidfd_open; EMFILE, ENFILE,
+ * ENOMEM: short of resources right now). Its pid namespace's view, as kill(). */
 int _shmring_group_exited(pid_t pid);
+
+/*
+ * A blocking call's operation returned rc without (or no longer) waiting: as after a wait that
+ * did not sleep, queue dir leaves hot mode if this handle has not slept for a second and nobody
+ * is registered (found in review: a consumer that slept once and then always found data at its
+ * first try kept hot mode for good, and every publish paid the F2 fence). One relaxed load while
+ * the queue is not hot. Returns rc.
+ */
+int _shmring_settled(struct shmring *r, int dir, int rc);
 
 /*
  * High level: waits until ready(r, arg) returns non-zero, spinning then yielding then sleeping

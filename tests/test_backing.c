@@ -395,6 +395,65 @@ Test(backing, slot_claim_without_proc_keeps_live_holders)
 	shmring_close(r);
 }
 
+/*
+ * A judge with no descriptor left cannot read /proc nor open a pidfd: a live holder must still
+ * read alive (found in review: at EMFILE it read gone, a blocking pop said -EPIPE with the
+ * producer alive, and a claim would have taken its slot). Judge exit codes: 0 ok, 2 set-up,
+ * 3 read gone, 4 the pop said something but -ETIMEDOUT. Its claim, had it taken the holder's
+ * slot, leaves the parent reading no producer once the judge has exited.
+ */
+Test(backing, judge_out_of_descriptors_reads_a_live_holder_alive)
+{
+	struct shmring_params sp = tu_params(8, 8);
+	struct shmring *r;
+	int go[2];
+
+	cr_assert_eq(shmring_create_anon(&sp, &r), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid_t holder = fork();
+	if (holder == 0) {
+		char c;
+		close(go[1]);
+		if (shmring_claim(r, SHMRING_F_PRODUCER) != 0)
+			_exit(2);
+		_exit(read(go[0], &c, 1) < 0 ? 3 : 0); /* until the parent closes its end */
+	}
+	close(go[0]);
+	for (int i = 0; i < 5000 && shmring_peer_alive(r, SHMRING_ROLE_PRODUCER) != 1; i++)
+		usleep(1000);
+	cr_assert_eq(shmring_peer_alive(r, SHMRING_ROLE_PRODUCER), 1);
+	pid_t judge = fork();
+	if (judge == 0) {
+		struct rlimit rl;
+		uint64_t v;
+		int lowest = dup(0);
+		if (lowest < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		rl.rlim_cur = (rlim_t)lowest + 1;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			_exit(2);
+		if (dup(0) >= 0 || errno != EMFILE) /* the last one */
+			_exit(2);
+		if (shmring_peer_alive(r, SHMRING_ROLE_PRODUCER) != 1)
+			_exit(3);
+		struct timespec dl = tu_in_ms(100);
+		if (shmring_spsc_pop_wait(r, &v, &dl) != -ETIMEDOUT)
+			_exit(4);
+		/* A claim of the same role (this process has no slot): another slot, not the
+		 * holder's. */
+		if (shmring_claim(r, SHMRING_F_PRODUCER) != 0)
+			_exit(2);
+		_exit(0);
+	}
+	int st = tu_wait(judge);
+	int alive = shmring_peer_alive(r, SHMRING_ROLE_PRODUCER);
+	close(go[1]);
+	cr_assert_eq(tu_wait(holder), 0);
+	cr_assert_eq(st, 0, "judge step %d", st);
+	cr_assert_eq(alive, 1, "the judge's claim took the live holder's slot");
+	shmring_close(r);
+}
+
 /* ---- a slot holder whose main thread has exited --------------------------------------------- */
 
 #ifndef SYS_pidfd_open

@@ -279,6 +279,68 @@ Test(sync, deadline_sem)
 	cr_assert_eq(deadline_case(1), 2);
 }
 
+/* Found in review: the yield phase never looked at the clock, so a policy of many yields
+ * stretched a 10 ms deadline by seconds (2e7 yields: tens of seconds before). */
+Test(sync, deadline_holds_through_the_yields, .timeout = 60)
+{
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = 20000000};
+	struct shmring *r;
+	uint64_t v;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	cr_assert_eq(shmring_set_wait_policy(r, &pol), 0);
+	struct timespec dl = tu_in_ms(10);
+	uint64_t t0 = tu_now_ns();
+	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &dl), -ETIMEDOUT);
+	uint64_t ms = (tu_now_ns() - t0) / 1000000u;
+	cr_assert_lt(ms, 2000, "a 10 ms deadline took %llu ms", (unsigned long long)ms);
+	shmring_close(r);
+}
+
+/* Found in review: hot mode, set by a sleep, was left only by a wait that did not sleep; a
+ * consumer whose blocking pops then always found data at their first try never waited again,
+ * and kept it for good (every publish paying the F2 fence). Its first-try successes leave it
+ * once it has not slept for a second, for each kind's blocking calls. */
+Test(sync, hot_mode_cools_without_another_wait, .timeout = 30)
+{
+	struct shmring_params ps = params(8, 8, 0),
+			      pm = {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = 8},
+			      pg = {.kind = SHMRING_MSG, .capacity = 1024};
+	struct shmring *r[3];
+	uint64_t v = 7;
+
+	cr_assert_eq(shmring_create_anon(&ps, &r[0]), 0);
+	cr_assert_eq(shmring_create_anon(&pm, &r[1]), 0);
+	cr_assert_eq(shmring_create_anon(&pg, &r[2]), 0);
+	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(shmring_set_wait_policy(r[i], &pol), 0);
+		struct timespec dl = tu_in_ms(5); /* sleeps, so the queue goes hot */
+		int rc = i == 0	  ? shmring_spsc_pop_wait(r[i], &v, &dl)
+			 : i == 1 ? shmring_mpmc_pop_wait(r[i], &v, &dl)
+				  : shmring_msg_recv_wait(r[i], &v, 8, NULL, &dl);
+		cr_assert_eq(rc, -ETIMEDOUT);
+		cr_assert_neq(atomic_load(r[i]->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
+			      0, "ring %d: the sleep did not set hot mode: nothing tested", i);
+	}
+	usleep(1100 * 1000);
+	for (int i = 0; i < 3; i++) {
+		struct timespec dl = tu_in_ms(1000);
+		int rc = i == 0	  ? shmring_spsc_push(r[i], &v)
+			 : i == 1 ? shmring_mpmc_push(r[i], &v)
+				  : shmring_msg_send(r[i], &v, 8, 0);
+		cr_assert_eq(rc, 0);
+		rc = i == 0   ? shmring_spsc_pop_wait(r[i], &v, &dl)
+		     : i == 1 ? shmring_mpmc_pop_wait(r[i], &v, &dl)
+			      : shmring_msg_recv_wait(r[i], &v, 8, NULL, &dl);
+		cr_assert_geq(rc, 0);
+		cr_assert_eq(atomic_load(r[i]->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0,
+			     "ring %d: still hot a second after its last sleep", i);
+		shmring_close(r[i]);
+	}
+}
+
 /* Found in review: a negative tv_sec became about 2^64 ns (a wait that never timed out), and
  * tv_sec past about 1.8e10 wrapped (an immediate -ETIMEDOUT). */
 Test(sync, deadline_out_of_range, .timeout = 20)
