@@ -106,8 +106,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3:
 			if (pr) {
 				int prc = shmring_msg_send(pr, buf, off % (uint32_t)(cap / 4), val);
+				/* -EUSERS: the harness's own writes can make every claim
+				 * record's owner read alive (found in review). */
 				CHECK(prc == 0 || prc == -EAGAIN || prc == -EPROTO ||
-				      prc == -EMSGSIZE);
+				      prc == -EMSGSIZE || prc == -EUSERS);
 			}
 			break;
 		case 4:

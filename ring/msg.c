@@ -3,17 +3,23 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "../sync/sync.h"
 #include "internal.h"
 
 static _Thread_local uint32_t cached_pid;
+static _Thread_local uint64_t cached_ns;
+static _Thread_local int ns_known;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void child_after_fork(void)
 {
-	/* Only the forking thread survives in the child; its cached pid is the parent's. */
+	/* Only the forking thread survives in the child; its cached pid is the parent's, and so
+	 * may its pid namespace be (a parent that called unshare(CLONE_NEWPID)). */
 	cached_pid = 0;
+	ns_known = 0;
 }
 
 static void register_atfork(void)
@@ -30,12 +36,44 @@ uint32_t _shmring_msg_pid(void)
 	return cached_pid;
 }
 
+/* This process's pid namespace (the inode of /proc/self/ns/pid), or 0 without /proc. */
+static uint64_t pid_ns(void)
+{
+	if (!ns_known) {
+		struct stat st;
+		pthread_once(&atfork_once, register_atfork);
+		cached_ns = stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+		ns_known = 1;
+	}
+	return cached_ns;
+}
+
+/*
+ * Whether record x's owner lives in another pid namespace than ours, where its pid names another
+ * process or none: no judgement by pid can be made of it, and it reads alive (found in review:
+ * the blocking consumer's recovery discarded the claim of a live producer in a child pid
+ * namespace, whose pid did not exist here, and its payload then landed in freed space).
+ */
+static int foreign(const struct _shmring_msg_rec *x)
+{
+	uint64_t n = atomic_load_explicit(&((struct _shmring_msg_rec *)(uintptr_t)x)->ns,
+					  memory_order_relaxed);
+	uint64_t me = pid_ns();
+
+	return n && me && n != me;
+}
+
 int shmring_msg_pid_gone(uint32_t pid, void *arg)
 {
 	(void)arg;
 	if (pid == 0 || pid > (uint32_t)INT32_MAX)
 		return 0;
-	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	/* A zombie is gone too (found in review: a dead producer that its parent, blocked
+	 * consuming, could not reap read alive, and the parent waited for ever). */
+	int ex = _shmring_group_exited((pid_t)pid);
+	if (ex >= 0)
+		return ex;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH; /* no pidfd_open here */
 }
 
 void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
@@ -56,7 +94,9 @@ int _shmring_msg_rec_take(struct shmring *r)
 		for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
 			struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_acquire);
-			if (pass == 0 ? o != 0 : o == 0 || !shmring_msg_pid_gone((uint32_t)o, NULL))
+			if (pass == 0
+				? o != 0
+				: o == 0 || foreign(x) || !shmring_msg_pid_gone((uint32_t)o, NULL))
 				continue;
 			if (pass == 1) {
 				uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
@@ -69,6 +109,7 @@ int _shmring_msg_rec_take(struct shmring *r)
 			/* A7: pairs with R7 in _shmring_msg_handle_fini(). */
 			if (atomic_compare_exchange_strong_explicit(
 				&x->owner, &o, me, memory_order_acq_rel, memory_order_relaxed)) {
+				atomic_store_explicit(&x->ns, pid_ns(), memory_order_relaxed);
 				atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
 				r->msg.p.rec = x;
 				r->msg.p.rec_pid = me;
@@ -122,12 +163,27 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 		if (o == 0 || o > UINT32_MAX)
 			continue; /* freed, or not a pid: names nobody */
 		named = 1;
-		if (!is_dead((uint32_t)o, arg))
+		if (foreign(x) || !is_dead((uint32_t)o, arg))
 			return 1;
 		if (e - h < *end - h)
 			*end = e;
 	}
 	return named ? 0 : -1;
+}
+
+/* Whether the BUSY claim at h, whose header names pid, is held by a producer of another pid
+ * namespace: its claim record (owner pid, naming h) says so. */
+static int busy_foreign(struct shmring *r, uint64_t h, uint32_t pid)
+{
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
+		struct _shmring_msg_rec *x = &r->msg.c.recs[i];
+		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
+		uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
+		if (c && (int64_t)(h - (c & ~1ull)) >= 0 && (int64_t)(e - h) > 0 &&
+		    atomic_load_explicit(&x->owner, memory_order_relaxed) == pid && foreign(x))
+			return 1;
+	}
+	return 0;
 }
 
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg)
@@ -193,7 +249,7 @@ int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *ar
 	uint64_t stride = _shmring_msg_stride(n);
 	if (stride > room || stride > t - h || n > shmring_msg_max(r))
 		return _shmring_msg_break(r);
-	if (!is_dead((uint32_t)(w >> 32), arg))
+	if (busy_foreign(r, h, (uint32_t)(w >> 32)) || !is_dead((uint32_t)(w >> 32), arg))
 		return 0;
 	/* R3 (as the producer's abort would): pairs with A3 in shmring_msg_peek(). The producer's
 	 * own commit/abort is a compare-and-swap from w too: exactly one of us wins. */

@@ -458,6 +458,20 @@ Test(msg, corruption)
 		cr_assert(shmring_is_broken(r));
 		shmring_close(r);
 	}
+	/* A peek that breaks the handle leaves nothing to release (found in review: the message
+	 * of the peek before was freed a second time, and the position published). */
+	for (int k = 0; k < 2; k++) {
+		const void *ptr;
+		uint32_t n;
+		struct shmring *r = mk(kinds[k], 256);
+		cr_assert_eq(shmring_msg_send(r, "eight b", 8, 0), 0);
+		cr_assert_eq(shmring_msg_peek(r, &ptr, &n, NULL), 0);
+		atomic_store(_shmring_msg_hdr(r, 0), (uint64_t)0x7fffffff); /* garbage */
+		cr_assert_eq(shmring_msg_peek(r, &ptr, &n, NULL), -EPROTO, "kind %u", kinds[k]);
+		cr_assert_eq(shmring_msg_release(r), -EPROTO, "kind %u", kinds[k]);
+		cr_assert_eq(atomic_load(r->cons_pos), 0, "kind %u: the release moved", kinds[k]);
+		shmring_close(r);
+	}
 }
 
 /* ---- cross-process streams ---------------------------------------------------------------- */

@@ -3,6 +3,8 @@
  * MPSC, spinning and sleeping), deadlines, no wait for a message that can never fit, and a
  * producer killed while the consumer blocks. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,4 +415,125 @@ Test(msg_wait, send_wait_counts_the_filler, .timeout = 10)
 		cr_assert_eq(shmring_msg_reserve_wait(r, 2040, &w, &d), -ETIMEDOUT);
 		shmring_close(r);
 	}
+}
+
+/*
+ * A producer that died holding a claim and has not been reaped: its parent, the consumer, is
+ * blocked in recv_wait and cannot reap it, so the zombie must read as dead (found in review:
+ * kill(pid, 0) said alive, and the parent waited for ever behind the dead claim). The message
+ * another producer sent behind it arrives.
+ */
+Test(msg_wait, zombie_producer_claim_is_recovered, .timeout = 30)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 4096};
+	struct shmring *r;
+	char buf[64];
+	uint32_t type = 0;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	pid_t a = fork();
+	if (a == 0) {
+		void *w;
+		if (shmring_msg_reserve(r, 16, &w) != 0)
+			_exit(2);
+		raise(SIGKILL); /* dies holding the claim */
+		_exit(3);
+	}
+	siginfo_t si;
+	cr_assert_eq(waitid(P_PID, (id_t)a, &si, WEXITED | WNOWAIT), 0); /* dead, not reaped */
+	pid_t b = fork();
+	if (b == 0)
+		_exit(shmring_msg_send(r, "behind", 7, 42) == 0 ? 0 : 2);
+	cr_assert_eq(waitid(P_PID, (id_t)b, &si, WEXITED | WNOWAIT), 0);
+	cr_assert_eq(si.si_status, 0);
+	struct timespec dl = tu_in_ms(3000);
+	int rc = shmring_msg_recv_wait(r, buf, sizeof(buf), &type, &dl);
+	cr_assert_eq(rc, 7, "recv_wait: %d (%s)", rc, rc < 0 ? shmring_strerror(rc) : "");
+	cr_assert_str_eq(buf, "behind");
+	cr_assert_eq(type, 42);
+	tu_wait(a);
+	tu_wait(b);
+	shmring_close(r);
+}
+
+/*
+ * A live producer in a child pid namespace, whose pid there names no process here, holds a claim
+ * while the consumer waits: recovery must not discard it (found in review: the blocking recv's
+ * recovery asked kill() about the pid, which said no such process, and the producer's commit
+ * then said -EOWNERDEAD after its payload had landed in freed space). The child makes
+ * grandchildren in its new namespace until one's pid is free here. Exit codes of the
+ * grandchild: 0 its commit landed, 2 set-up, 4 -EOWNERDEAD, 5 its pid is in use here (the child
+ * makes another); the child's: the producing grandchild's, or 77 (no pid namespace here).
+ */
+Test(msg_wait, claim_of_a_producer_in_another_pid_namespace_stays, .timeout = 60)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 4096};
+	struct shmring *r;
+	int up[2], down[2];
+	char buf[64];
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	cr_assert_eq(pipe(up), 0);
+	cr_assert_eq(pipe(down), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		close(up[0]);
+		close(down[1]);
+		if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
+			_exit(77);
+		/* The first process there is its init: it must outlive the others, so it is the
+		 * one that makes them (a namespace whose init has exited takes no more). */
+		pid_t init = fork();
+		if (init != 0)
+			_exit(init < 0 ? 2 : tu_wait(init));
+		for (int tries = 0; tries < 200; tries++) {
+			pid_t g = fork();
+			if (g < 0)
+				_exit(2);
+			if (g == 0) {
+				int32_t me = (int32_t)getpid();
+				char go;
+				void *w;
+				if (write(up[1], &me, sizeof(me)) != sizeof(me) ||
+				    read(down[0], &go, 1) != 1)
+					_exit(2);
+				if (go != 'y')
+					_exit(5); /* a pid in use there: the next one */
+				if (shmring_msg_reserve(r, 16, &w) != 0)
+					_exit(2);
+				memcpy(w, "from another ns", 16);
+				if (write(up[1], &me, sizeof(me)) != sizeof(me))
+					_exit(2);
+				usleep(600 * 1000); /* alive, while the consumer waits */
+				int rc = shmring_msg_commit(r, 16, 7);
+				_exit(rc == 0 ? 0 : rc == -EOWNERDEAD ? 4 : 2);
+			}
+			int st = tu_wait(g);
+			if (st != 5)
+				_exit(st); /* the one that produced, or a failure */
+		}
+		_exit(2);
+	}
+	close(up[1]);
+	close(down[0]);
+	int32_t nspid;
+	int done = 0;
+	while (!done && read(up[0], &nspid, sizeof(nspid)) == sizeof(nspid)) {
+		char go = kill((pid_t)nspid, 0) != 0 && errno == ESRCH ? 'y' : 'n';
+		cr_assert_eq(write(down[1], &go, 1), 1);
+		if (go == 'n')
+			continue;
+		cr_assert_eq(read(up[0], &nspid, sizeof(nspid)), sizeof(nspid)); /* reserved */
+		struct timespec dl = tu_in_ms(5000);
+		int rc = shmring_msg_recv_wait(r, buf, sizeof(buf), NULL, &dl);
+		cr_assert_eq(rc, 16, "recv_wait: %d (%s)", rc, rc < 0 ? shmring_strerror(rc) : "");
+		cr_assert_str_eq(buf, "from another ns");
+		done = 1;
+	}
+	int st = tu_wait(c);
+	if (st == 77)
+		cr_skip_test("no pid namespace here");
+	cr_assert_eq(st, 0, "the producer in the other namespace: %d", st);
+	cr_assert(done, "no grandchild pid was free here");
+	shmring_close(r);
 }

@@ -75,7 +75,8 @@ struct _shmring_msg_rec {
 	_Atomic uint64_t owner; /* pid of the handle's process; 0 free */
 	_Atomic uint64_t claim; /* t | 1 while claiming from t (or holding what it claimed); 0 */
 	_Atomic uint64_t end;	/* end of that claim */
-	uint64_t pad_[5];
+	_Atomic uint64_t ns;	/* owner's pid namespace (inode of /proc/self/ns/pid); 0 unknown */
+	uint64_t pad_[4];
 };
 
 /* One message of a burst. send: base, len, type in. recv: base and cap in; len, type out. */
@@ -318,9 +319,10 @@ static inline int _shmring_msg_mpsc_reserve(struct shmring *r, uint32_t len, voi
  * SHMRING_MSG_ALIGN_MIN). Fill it, then shmring_msg_commit() or
  * shmring_msg_abort(). One reservation per handle at a time; a second reserve replaces an
  * SPSC reservation (and returns -EBUSY on MPSC, where the first is already claimed).
- * Returns 0, -EAGAIN (no room), -EMSGSIZE (len > shmring_msg_max()), -EINVAL (not a message
- * ring), -EUSERS (MPSC: SHMRING_MSG_PRODUCERS other handles already produce into this ring;
- * see shmring_msg_recover()), -EPROTO. Non-blocking.
+ * Returns 0, -EAGAIN (no room; on MPSC also after 1024 claims lost in a row to other producers,
+ * a bound that keeps the call non-blocking: retry), -EMSGSIZE (len > shmring_msg_max()),
+ * -EINVAL (not a message ring), -EUSERS (MPSC: SHMRING_MSG_PRODUCERS other handles already
+ * produce into this ring; see shmring_msg_recover()), -EPROTO. Non-blocking.
  */
 static inline int shmring_msg_reserve(struct shmring *r, uint32_t len, void **ptr)
 {
@@ -424,7 +426,7 @@ static inline int shmring_msg_abort(struct shmring *r)
 /*
  * Producer. Copies a message of len bytes with this type tag into the ring. Returns 0,
  * -EAGAIN (no room), -EMSGSIZE, -EINVAL, -EUSERS (as reserve), -EBUSY (MPSC: a reservation of
- * this handle is open), -EPROTO. Non-blocking.
+ * this handle is open), -EPROTO, -EOWNERDEAD (as commit: the message is lost). Non-blocking.
  */
 static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t len, uint32_t type)
 {
@@ -441,7 +443,7 @@ static inline int shmring_msg_send(struct shmring *r, const void *buf, uint32_t 
 /*
  * Producer. Sends up to n messages (in order; SPSC publishes them with one store). Returns how
  * many were sent (1..n), 0 when n is 0, or the error of the first one (-EAGAIN, -EMSGSIZE,
- * -EINVAL, -EUSERS, -EBUSY, -EPROTO). Non-blocking.
+ * -EINVAL, -EUSERS, -EBUSY, -EPROTO, -EOWNERDEAD). Non-blocking.
  */
 static inline int shmring_msg_send_burst(struct shmring *r, const struct shmring_msgvec *v,
 					 unsigned n)
@@ -561,6 +563,9 @@ static inline int shmring_msg_peek(struct shmring *r, const void **ptr, uint32_t
 
 	if (!mp && r->kind != SHMRING_MSG)
 		return -EINVAL;
+	/* Only a peek that succeeds leaves a message to release (found in review: one that
+	 * failed left the last one's, and a release freed it again). */
+	r->msg.c.peek_stride = 0;
 	if (r->broken)
 		return -EPROTO;
 	for (;;) {
@@ -632,10 +637,12 @@ static inline int shmring_msg_peek(struct shmring *r, const void **ptr, uint32_t
 	return rc;
 }
 
-/* Consumer. Frees the message of the last successful peek. Returns 0, or -EINVAL if there is
- * none. Non-blocking. */
+/* Consumer. Frees the message of the last successful peek. Returns 0, -EINVAL if there is
+ * none, -EPROTO (the handle is broken). Non-blocking. */
 static inline int shmring_msg_release(struct shmring *r)
 {
+	if (r->broken)
+		return -EPROTO;
 	if (!r->msg.c.peek_stride)
 		return -EINVAL;
 	_shmring_msg_advance(r, r->msg.c.peek_stride);
@@ -700,7 +707,9 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * and only up to the end of that claim (a next claim, not written yet either, waits for its
  * own round). A zero header that no record names (which only a corrupt or hostile peer makes)
  * asks is_dead(0, arg), which must then say yes only when no live producer can be inside that
- * window; the zeroed span up to the next written header is discarded. is_dead must never say
+ * window; the zeroed span up to the next written header is discarded. A producer whose claim
+ * record says it runs in another pid namespace than the caller (both with /proc) is never asked
+ * about: its pid means nothing here, and it counts as alive. is_dead must never say
  * yes for a producer that is alive: its late stores (its payload, a short commit's discard
  * header) land in space the ring has reused, and later records read as corrupt. Returns 1 if a
  * record was discarded, 0 if nothing was stuck or the claimant is alive (and always 0 on SPSC,
@@ -708,11 +717,13 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  */
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
 
-/* An is_dead for shmring_msg_recover(): 1 when no process has this pid (kill(pid, 0) fails
- * with ESRCH), 0 otherwise and for pid 0. A recycled pid reads as alive: the ring stays
- * wedged rather than lose a live message. arg is unused. Only for producers in the caller's
- * pid namespace: the pids in the ring are the producers' own, and in another namespace they
- * name another process or none (a live producer would read as dead). */
+/* An is_dead for shmring_msg_recover(): 1 when no process has this pid, or it has exited and
+ * waits to be reaped (a zombie: its pidfd says so; where there is none, kill(pid, 0) failing
+ * with ESRCH), 0 otherwise and for pid 0. A recycled pid reads as alive: the ring stays wedged
+ * rather than lose a live message. arg is unused. The pids in the ring are the producers' own:
+ * recovery itself never asks about a producer whose claim record says it is in another pid
+ * namespace than the caller (it reads alive), where both have /proc; without /proc, only for
+ * producers in the caller's pid namespace. */
 int shmring_msg_pid_gone(uint32_t pid, void *arg);
 
 #endif
