@@ -8,10 +8,11 @@
  *
  * Input: byte 0: bit 0 MPSC, bit 1 a producer handle too; byte 1: log2 capacity 6 + b % 5;
  * 8 bytes consumer position, 8 bytes producer position; then capacity bytes of data (missing
- * bytes are zero); then (op, offset16, value) triples: op % 8 picks peek+release, recv,
- * recover (is_dead answering from the input), a producer send, a byte write into the data, a
- * position write, a byte write into the MPSC producers' claim records, and a write of the
- * consumer's "freed up to" mark near its position (msg.h).
+ * bytes are zero); then (op, offset16, value) triples: op % 8 picks peek+release, recv (a
+ * recv_burst when value is odd), recover (is_dead answering from the input), a producer call
+ * (send; or, when offset >> 13 is 4 to 7, reserve, commit, abort or send_burst), a byte write
+ * into the data, a position write, a byte write into the MPSC producers' claim records, and a
+ * write of the consumer's "freed up to" mark near its position (msg.h).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -32,6 +33,43 @@ static int dead_some(uint32_t pid, void *arg)
 	uint8_t salt = *(const uint8_t *)arg;
 
 	return ((pid ^ salt) & 1) || salt == 0xff;
+}
+
+/*
+ * The producer's other calls on the hostile ring (found missing in review): a reservation
+ * must lie inside the data part, 8-byte aligned, and be writable whole; a commit (of any
+ * length, too long included), an abort and a burst must keep to the segment.
+ */
+static void producer_op(struct shmring *pr, uint8_t *d, uint64_t cap, uint32_t off, uint8_t val)
+{
+	static uint8_t src[CAP_MAX];
+	uint32_t len = off % (uint32_t)(cap / 4);
+	void *w;
+
+	switch (off >> 13) {
+	case 4:
+		if (shmring_msg_reserve(pr, len, &w) == 0) {
+			CHECK((uint8_t *)w >= d + 8 && (uint8_t *)w + len <= d + cap);
+			CHECK(((uintptr_t)w & 7) == 0);
+			memset(w, val, len);
+		}
+		break;
+	case 5:
+		(void)shmring_msg_commit(pr, (off >> 4) % (uint32_t)(cap / 4 + 8), val);
+		break;
+	case 6:
+		(void)shmring_msg_abort(pr);
+		break;
+	default: {
+		struct shmring_msgvec v[4];
+		unsigned k = val % 5;
+		for (unsigned i = 0; i < k; i++)
+			v[i] = (struct shmring_msgvec){
+			    .base = src, .len = (off >> (3 * i)) % (uint32_t)(cap / 4), .type = i};
+		CHECK(shmring_msg_send_burst(pr, v, k) <= (int)k);
+		break;
+	}
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -96,6 +134,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		case 1:
+			if (val & 1) { /* a burst of up to 4, each into its own part of buf */
+				struct shmring_msgvec v[4];
+				unsigned k = (val >> 1) % 5;
+				for (unsigned i = 0; i < k; i++)
+					v[i] = (struct shmring_msgvec){
+					    .base = buf + i * (CAP_MAX / 4),
+					    .cap = (off >> (4 * i)) % (CAP_MAX / 4 + 1)};
+				rc = shmring_msg_recv_burst(r, v, k);
+				CHECK(rc <= (int)k);
+				for (int i = 0; i < rc; i++)
+					CHECK(v[i].len <= v[i].cap);
+				if (k == 0) /* 0 for n = 0, broken or not */
+					continue;
+				if (rc > 0 && shmring_is_broken(r)) { /* broke after the first */
+					broken = 1;
+					continue;
+				}
+				break;
+			}
 			rc = shmring_msg_recv(r, buf, off % (CAP_MAX + 1), &t);
 			CHECK(rc < 0 || (uint32_t)rc <= off % (CAP_MAX + 1));
 			break;
@@ -104,12 +161,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(rc == 0 || rc == 1 || rc == -EPROTO);
 			break;
 		case 3:
-			if (pr) {
+			if (pr && (off >> 13) >= 4) {
+				producer_op(pr, d, cap, off, val);
+			} else if (pr) {
 				int prc = shmring_msg_send(pr, buf, off % (uint32_t)(cap / 4), val);
 				/* -EUSERS: the harness's own writes can make every claim
-				 * record's owner read alive (found in review). */
+				 * record's owner read alive (found in review); -EBUSY: an
+				 * MPSC reservation left open by producer_op(); -EOWNERDEAD:
+				 * recover() discarded the claim under the send. */
 				CHECK(prc == 0 || prc == -EAGAIN || prc == -EPROTO ||
-				      prc == -EMSGSIZE || prc == -EUSERS);
+				      prc == -EMSGSIZE || prc == -EUSERS || prc == -EBUSY ||
+				      prc == -EOWNERDEAD);
 			}
 			break;
 		case 4:
