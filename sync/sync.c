@@ -352,6 +352,10 @@ uint32_t _shmring_wq_register(struct shmring *r, int dir)
 	 * of seq below, so we read at least the seq its registrant read. */
 	uint32_t old = atomic_load_explicit(&q->waiters, memory_order_acquire), nw, seq;
 	int mb = atomic_load_explicit(&mb_state, memory_order_relaxed) > 0;
+	/* Bounded (found in review): each failure is another writer's success, and only a peer
+	 * rewriting the word without end fails us this often. Then we sleep unregistered, which
+	 * a slice bounds, and our unregister takes one from the count it made up. */
+	unsigned tries = 0;
 
 	do {
 		/* A3: pairs with R3 in wake_q(): read before registering (see sync.h). Read again
@@ -366,7 +370,8 @@ uint32_t _shmring_wq_register(struct shmring *r, int dir)
 		if (mb && !(old & (_SHMRING_WQ_HOT | _SHMRING_WQ_FENCE)))
 			nw |= _SHMRING_WQ_HOTP; /* wakers fence from now on; M1 below */
 	} while (!atomic_compare_exchange_weak_explicit(&q->waiters, &old, nw, memory_order_seq_cst,
-							memory_order_acquire));
+							memory_order_acquire) &&
+		 ++tries < (1u << 16));
 
 	if (old & (_SHMRING_WQ_HOT | _SHMRING_WQ_FENCE)) {
 		/* F3: pairs with F2 in _shmring_wake(): every waker fences since HOT was set
@@ -388,8 +393,8 @@ void _shmring_wq_unregister(struct shmring *r, int dir)
 	struct _shmring_wq *q = &r->sync->area->wq[dir];
 	uint32_t v = atomic_load_explicit(&q->waiters, memory_order_relaxed);
 
-	/* Never below zero, whatever a peer wrote. */
-	while (v & _SHMRING_WQ_COUNT) {
+	/* Never below zero, whatever a peer wrote; bounded as the registration. */
+	for (unsigned tries = 0; (v & _SHMRING_WQ_COUNT) && tries < (1u << 16); tries++) {
 		if (atomic_compare_exchange_weak_explicit(
 			&q->waiters, &v, v - 1, memory_order_relaxed, memory_order_relaxed))
 			return;
