@@ -165,11 +165,17 @@ static int valid_shm_name(const char *name)
 		return 0;
 	if (!strcmp(name, "/.") || !strcmp(name, "/.."))
 		return 0;
-	/* The event FIFO of ring "/x" is "/x.ev" beside it (shmring_event_fd): a ring of that
-	 * name would take its place. */
-	if (n >= 4 && !strcmp(name + n - 3, ".ev"))
-		return 0;
 	return 1;
+}
+
+/* A name a new ring may take: not one ending in ".ev", the name of ring "/x"'s event FIFO
+ * "/x.ev" beside it (shmring_event_fd), whose place such a ring would take. Only at create:
+ * opening or unlinking such a ring that an older version made still works (found in review). */
+static int valid_new_shm_name(const char *name)
+{
+	size_t n = valid_shm_name(name) ? strlen(name) : 0;
+
+	return n && !(n >= 4 && !strcmp(name + n - 3, ".ev"));
 }
 
 static mode_t create_mode(const struct shmring_params *p)
@@ -436,7 +442,7 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
 
 	if (!p || !out)
 		return -EINVAL;
-	if (!valid_shm_name(name))
+	if (!valid_new_shm_name(name))
 		return -EINVAL;
 	/* Check the geometry before creating anything, so a bad call leaves nothing behind. */
 	struct _shmring_layout l;
@@ -472,18 +478,35 @@ int shmring_open(const char *name, const struct shmring_params *expect, struct s
 	return _shmring_sync_opened(open_on_fd(fd, expect, out), expect->flags, out);
 }
 
+/*
+ * The event FIFO goes before the ring's name and again after it. Before: once the name is gone a
+ * new ring may take it and adopt the FIFO it finds, which a late unlink would take from it
+ * (found in review). After: a consumer of the ring may have made the FIFO anew in between (found
+ * in review of that order), and once the name is gone no consumer of it can (fifo_path() reads
+ * the name as deleted). So after, unless a ring stands under the name again: a new one, whose
+ * FIFO that may already be. Left: a new ring and its FIFO both made between the two calls here.
+ */
+static void event_unlink_again(const char *seg_path)
+{
+	struct stat st;
+
+	if (lstat(seg_path, &st) != 0 && errno == ENOENT)
+		_shmring_event_unlink(seg_path);
+}
+
 int shmring_unlink(const char *name)
 {
 	char path[NAME_MAX + 16];
 
 	if (!valid_shm_name(name))
 		return -EINVAL;
-	/* The FIFO first (glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits
-	 * beside them): once the name is gone, a new ring may take it and adopt the FIFO it finds,
-	 * which a late unlink of ours would then take from it (found in review). */
-	if ((size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) < sizeof(path))
-		_shmring_event_unlink(path);
-	return shm_unlink(name) == 0 ? 0 : -errno;
+	/* glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits beside them. */
+	if ((size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) >= sizeof(path))
+		return shm_unlink(name) == 0 ? 0 : -errno;
+	_shmring_event_unlink(path);
+	int rc = shm_unlink(name) == 0 ? 0 : -errno;
+	event_unlink_again(path);
+	return rc;
 }
 
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out)
@@ -529,8 +552,10 @@ int shmring_unlink_file(const char *path)
 {
 	if (!path || !*path)
 		return -EINVAL;
-	_shmring_event_unlink(path); /* first, as in shmring_unlink() */
-	return unlink(path) == 0 ? 0 : -errno;
+	_shmring_event_unlink(path); /* as in shmring_unlink() */
+	int rc = unlink(path) == 0 ? 0 : -errno;
+	event_unlink_again(path);
+	return rc;
 }
 
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out)

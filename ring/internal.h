@@ -81,4 +81,9 @@ void _shmring_event_unlink(const char *seg_path);
  * closes *out. Returns rc or the claim's error. */
 int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);
 
+/* shmring_msg_recover() (ring/msg.c); by_pid says is_dead judges by pid in the caller's pid
+ * namespace, so that producers of another one are not asked about (they count as alive). */
+int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg,
+			 int by_pid);
+
 #endif

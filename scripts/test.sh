@@ -82,6 +82,18 @@ suite() {
 	build "$dir" "$cc" "$@" && run_ctest "$dir"
 }
 
+# scripts/headers.sh, with a target it had to skip (no C library for it) named as a skipped test
+# is (found in review: the skip passed silently, SHMRING_REQUIRE_ALL=1 included).
+headers() {
+	local out rc=0 sk
+	out=$(bash scripts/headers.sh) || rc=1
+	echo "$out"
+	sk=$(grep -o 'skipped, no C library for the target: .*' <<<"$out" || true)
+	[ -z "$sk" ] && return $rc
+	skipped+=("headers.sh: ${sk#skipped, }")
+	[ $rc = 0 ] && [ "${SHMRING_REQUIRE_ALL:-0}" != 1 ]
+}
+
 # Nothing a test made may stay behind in /dev/shm (rings, their event FIFOs) or /tmp (file
 # rings).
 shm_clean() {
@@ -100,7 +112,7 @@ step "TSan (clang): threaded stress executables" suite build/test-tsan clang \
 	-DSHMRING_SANITIZE=thread -DSHMRING_CRITERION=OFF -DSHMRING_EXAMPLES=OFF
 # Run through bash, not by their exec bit: a lost bit must fail the step, not skip it.
 step "spin: Promela models of the sleep hand-shake" bash scripts/spin.sh
-step "headers: public headers and library sources, native, i386, aarch64, armhf" bash scripts/headers.sh
+step "headers: public headers and library sources, native, i386, aarch64, armhf" headers
 step "fuzz: replay corpora" bash scripts/fuzz.sh --replay
 if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
 	step "fuzz: bounded run" bash scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-60}"

@@ -5,6 +5,7 @@
  * returns at once. */
 #include <errno.h>
 
+#include "../ring/internal.h"
 #include "sync.h"
 
 /* Consumer: the next record is a message. shmring_msg_peek() itself is the re-check: it reads
@@ -67,11 +68,11 @@ static int wait_data(struct shmring *r, const struct timespec *deadline)
 
 	int rc = _shmring_wait_slice(r, _SHMRING_DIR_DATA, ready_data, NULL, deadline);
 	if (rc == 1) {
-		rc = shmring_msg_recover(r, shmring_msg_pid_gone, NULL);
+		rc = _shmring_msg_recover(r, shmring_msg_pid_gone, NULL, 1);
 		return rc < 0 ? rc : 0; /* end of a slice: look again */
 	}
 	if (rc == -EPIPE) {
-		rc = shmring_msg_recover(r, gone_or_unwritten, NULL);
+		rc = _shmring_msg_recover(r, gone_or_unwritten, NULL, 1);
 		return rc < 0 ? rc : rc == 1 ? 0 : -EPIPE;
 	}
 	return rc;

@@ -225,34 +225,46 @@ static void event_fire(struct shmring *r);
 /*
  * glibc aborts the process ("The futex facility returned an unexpected error code") when a
  * sem_t in shared memory holds garbage in its flags word. A peer's bug must not kill us, so we
- * compare everything but the words that move (the count, the number of sleepers) with a freshly
- * initialised process-shared semaphore before each call. glibc's layout: with 64-bit atomics
- * {uint64_t value and sleepers; int private; int pad; ...}, else {unsigned value; int private;
- * int pad; unsigned sleepers}. Comparing bytes 8 on as on 64-bit took a 32-bit semaphore with a
- * sleeper inside for corrupt (found in review: on i386 a waker posted nothing, a second sleeper
- * got -EPROTO). A hostile peer can still change it between the check and the call: the futex
- * back-end, which parses nothing, is the one to use against hostile peers.
+ * compare its flags word (and the padding after it), not the words that move (the count, the
+ * number of sleepers), with a freshly initialised process-shared semaphore before each call.
+ * glibc's layout: with 64-bit atomics {uint64_t value and sleepers; int private; int pad}, else
+ * {unsigned value; int private; int pad; unsigned sleepers}. Comparing bytes 8 on, as fits 64-bit,
+ * took a 32-bit semaphore with a sleeper inside for corrupt (found in review: on i386 a waker
+ * posted nothing, a second sleeper got -EPROTO). A hostile peer can still change it between the
+ * check and the call: the futex back-end, which parses nothing, is the one to use against hostile
+ * peers.
  */
-#if defined(__x86_64__) || defined(__aarch64__) || __SIZEOF_POINTER__ == 8
-#define SEM_FIXED_FROM 8u
-#define SEM_FIXED_TO   sizeof(sem_t)
-#else
-#define SEM_FIXED_FROM 4u
-#define SEM_FIXED_TO   12u
-#endif
 static sem_t sem_model;
+static size_t sem_fixed_from, sem_fixed_to;
 static pthread_once_t sem_model_once = PTHREAD_ONCE_INIT;
 
+/* Where the flags word is, found at run time rather than guessed from the target (x32 and
+ * others differ from what their pointer size suggests; found in review): the one word a
+ * process-private and a process-shared semaphore differ in. Compared: it and the padding word
+ * after it, where there is one. A C library whose two differ nowhere is not checked. */
 static void sem_model_init(void)
 {
+	sem_t priv;
+
+	memset(&sem_model, 0, sizeof(sem_model));
+	memset(&priv, 0, sizeof(priv));
 	sem_init(&sem_model, 1, 0);
+	sem_init(&priv, 0, 0);
+	for (size_t i = 0; i < sizeof(sem_t); i++)
+		if (((const unsigned char *)&sem_model)[i] != ((const unsigned char *)&priv)[i]) {
+			sem_fixed_from = i & ~(size_t)3;
+			sem_fixed_to = sem_fixed_from + 8 <= sizeof(sem_t) ? sem_fixed_from + 8
+									   : sem_fixed_from + 4;
+			break;
+		}
+	sem_destroy(&priv);
 }
 
 static int sem_sane(sem_t *s)
 {
 	pthread_once(&sem_model_once, sem_model_init);
-	return memcmp((char *)s + SEM_FIXED_FROM, (char *)&sem_model + SEM_FIXED_FROM,
-		      SEM_FIXED_TO - SEM_FIXED_FROM) == 0;
+	return memcmp((char *)s + sem_fixed_from, (char *)&sem_model + sem_fixed_from,
+		      sem_fixed_to - sem_fixed_from) == 0;
 }
 
 static void wake_q(struct shmring *r, struct _shmring_wq *q, uint32_t v, int force)
@@ -967,7 +979,10 @@ static int cool(struct shmring *r, int dir, int rc)
 
 int _shmring_settled(struct shmring *r, int dir, int rc)
 {
-	return cool(r, dir, rc);
+	/* Only a handle that has slept: HOT is the queue's, and one that never sleeps would cool
+	 * it under another that sleeps often, whose every sleep would then pay M1 again (found in
+	 * review). */
+	return r->sync->last_sleep_ns ? cool(r, dir, rc) : rc;
 }
 
 int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg), void *arg,
@@ -1124,11 +1139,12 @@ void _shmring_event_unlink(const char *seg_path)
 	char path[PATH_MAX];
 	struct stat st;
 
-	/* Only a FIFO of this user's: a file of that name beside a ring file is someone's data,
-	 * and any other object there is not the ring's (found in review: a user's plain "data.ev"
-	 * went with the ring "data"). */
+	/* Only a FIFO: a file of that name beside a ring file is someone's data (found in review:
+	 * a user's plain "data.ev" went with the ring "data"). Whoever's: the consumer that made
+	 * it may be another user than the one removing the ring (found in review of an owner
+	 * check: root's unlink left another user's FIFO behind). */
 	if ((size_t)snprintf(path, sizeof(path), "%s.ev", seg_path) < sizeof(path) &&
-	    lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) && st.st_uid == geteuid())
+	    lstat(path, &st) == 0 && S_ISFIFO(st.st_mode))
 		unlink(path);
 }
 

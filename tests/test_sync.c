@@ -316,13 +316,16 @@ Test(sync, hot_mode_cools_without_another_wait, .timeout = 30)
 	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(shmring_set_wait_policy(r[i], &pol), 0);
-		struct timespec dl = tu_in_ms(5); /* sleeps, so the queue goes hot */
+		struct timespec dl = tu_in_ms(50); /* sleeps, so the queue goes hot */
 		int rc = i == 0	  ? shmring_spsc_pop_wait(r[i], &v, &dl)
 			 : i == 1 ? shmring_mpmc_pop_wait(r[i], &v, &dl)
 				  : shmring_msg_recv_wait(r[i], &v, 8, NULL, &dl);
 		cr_assert_eq(rc, -ETIMEDOUT);
-		cr_assert_neq(atomic_load(r[i]->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
-			      0, "ring %d: the sleep did not set hot mode: nothing tested", i);
+		uint32_t w = atomic_load(r[i]->wake_data);
+		if (w & _SHMRING_WQ_FENCE)
+			cr_skip_test("no membarrier here: wakers always fence, no hot mode");
+		cr_assert_neq(w & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0,
+			      "ring %d: the sleep did not set hot mode: nothing tested", i);
 	}
 	usleep(1100 * 1000);
 	for (int i = 0; i < 3; i++) {

@@ -45,7 +45,7 @@ static int run(char *const argv[], char *out, size_t len)
 
 /* ls lists a ring beside a FIFO, which it must not open for reading and wait on (found in
  * review: "shmring ls" hung for good once a consumer of an event FIFO had gone); info describes
- * the ring; rm removes it. */
+ * the ring, also once a peer has grown the object past the address space; rm removes it. */
 Test(tool, ls_info_rm_beside_a_fifo)
 {
 	const char *name = tu_shm_name("tool");
@@ -68,6 +68,18 @@ Test(tool, ls_info_rm_beside_a_fifo)
 	char *info[] = {SHMRING_TOOL, "info", (char *)name, NULL};
 	cr_assert_eq(run(info, out, sizeof(out)), 0, "info: %s", out);
 	cr_assert_not_null(strstr(out, "elem_size   16"), "%s", out);
+	/* Grown past the address space by a peer: still described, from the ring's own size
+	 * (found in review: the tool mapped the whole object, and said nothing). */
+	char shm[PATH_MAX];
+	snprintf(shm, sizeof(shm), "/dev/shm%s", name);
+	int fd = open(shm, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)1 << 48), 0);
+	close(fd);
+	cr_assert_eq(run(info, out, sizeof(out)), 0, "info of a grown ring: %s", out);
+	cr_assert_not_null(strstr(out, "elem_size   16"), "%s", out);
+	cr_assert_eq(run(ls, out, sizeof(out)), 0);
+	cr_assert_not_null(strstr(out, name), "ls left out the grown ring:\n%s", out);
 	char *fifo_info[] = {SHMRING_TOOL, "info", path, NULL};
 	cr_assert_eq(run(fifo_info, out, sizeof(out)), 1, "info of a FIFO");
 

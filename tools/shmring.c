@@ -33,8 +33,13 @@ static const char *kind_name(uint32_t k)
 	}
 }
 
-/* Maps path read-only; returns the mapping or NULL. Quiet unless verbose. */
-static void *map_ro(const char *path, size_t *len, int verbose)
+/*
+ * Maps path read-only; returns the mapping or NULL. Quiet unless verbose. *len is what is mapped
+ * (for munmap), *objlen the object's size (what describe() checks the ring's size against):
+ * the header alone first, then, if it describes a ring, only that ring, as shmring_open() does
+ * (an object grown past the address space cannot be mapped whole; found in review).
+ */
+static void *map_ro(const char *path, size_t *len, size_t *objlen, int verbose)
 {
 	struct stat st;
 	void *m;
@@ -53,11 +58,28 @@ static void *map_ro(const char *path, size_t *len, int verbose)
 		close(fd);
 		return NULL;
 	}
-	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	*objlen = (uint64_t)st.st_size > SIZE_MAX ? SIZE_MAX : (size_t)st.st_size;
+	*len = _SHMRING_HDR_SIZE;
+	m = mmap(NULL, *len, PROT_READ, MAP_SHARED, fd, 0);
+	if (m != MAP_FAILED) {
+		const struct _shmring_hdr *h = m;
+		struct shmring_params expect = {.kind = h->kind};
+		struct _shmring_layout l;
+		if (_shmring_validate(m, *objlen, &expect, &l) == 0) {
+			void *all = mmap(NULL, (size_t)l.total_size, PROT_READ, MAP_SHARED, fd, 0);
+			if (all != MAP_FAILED) {
+				munmap(m, *len);
+				m = all;
+				*len = *objlen = (size_t)l.total_size;
+			}
+		}
+	}
 	close(fd);
-	if (m == MAP_FAILED)
+	if (m == MAP_FAILED) {
+		if (verbose)
+			fprintf(stderr, "shmring: %s: %s\n", path, strerror(errno));
 		return NULL;
-	*len = (size_t)st.st_size;
+	}
 	return m;
 }
 
@@ -108,18 +130,18 @@ static int cmd_ls(void)
 		return 1;
 	}
 	while ((e = readdir(d))) {
-		size_t len;
+		size_t len, objlen;
 		void *m;
 
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
-		m = map_ro(path, &len, 0);
+		m = map_ro(path, &len, &objlen, 0);
 		if (!m)
 			continue;
 		if (((const struct _shmring_hdr *)m)->magic == _SHMRING_MAGIC) {
 			snprintf(path, sizeof(path), "/%s", e->d_name);
-			describe(path, m, len, 0);
+			describe(path, m, objlen, 0);
 		}
 		munmap(m, len);
 	}
@@ -130,7 +152,7 @@ static int cmd_ls(void)
 static int cmd_info(const char *arg)
 {
 	char path[512];
-	size_t len;
+	size_t len, objlen;
 	void *m;
 	int rc;
 
@@ -139,10 +161,10 @@ static int cmd_info(const char *arg)
 		snprintf(path, sizeof(path), "/dev/shm%s", arg);
 	else
 		snprintf(path, sizeof(path), "%s", arg);
-	m = map_ro(path, &len, 1);
+	m = map_ro(path, &len, &objlen, 1);
 	if (!m)
 		return 1;
-	rc = describe(arg, m, len, 1);
+	rc = describe(arg, m, objlen, 1);
 	munmap(m, len);
 	return rc;
 }

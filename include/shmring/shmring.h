@@ -120,7 +120,8 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
 
 /*
  * Creates a POSIX shm object name ("/name", at most 255 bytes, one slash, not ending in ".ev":
- * that is the event FIFO's, see shmring_event_fd), exclusively (O_EXCL), mode 0600 unless
+ * that is an event FIFO's, see shmring_event_fd; open and unlink still take such a name),
+ * exclusively (O_EXCL), mode 0600 unless
  * p->mode says otherwise, sizes it, maps it, applies the hints and writes an empty ring.
  * Returns 0, -EEXIST (another creator won), -EINVAL (bad name or geometry), -ENOSPC/-EDQUOT
  * (no room for what the create writes; for the slots too with SHMRING_F_PREFAULT, which
@@ -146,10 +147,10 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 
-/* Removes a POSIX shm name, and its event FIFO (<name>.ev in /dev/shm) if there is one: only a
- * FIFO owned by the caller's user, removed first, so that a ring created under the name next
- * keeps its own. Mappings stay valid until closed. Returns 0, -ENOENT, -EINVAL, or another
- * -errno. */
+/* Removes a POSIX shm name, and its event FIFO (<name>.ev in /dev/shm) if there is one (only a
+ * FIFO: another file of that name stays; removed before the name and again after it unless a
+ * new ring already stands under the name). Mappings stay valid until closed. Returns 0,
+ * -ENOENT, -EINVAL, or another -errno. */
 int shmring_unlink(const char *name);
 
 /* Same as shmring_create/open over a regular file, opened with O_NOFOLLOW. */
