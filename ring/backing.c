@@ -503,6 +503,14 @@ int shmring_unlink(const char *name)
 	/* glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits beside them. */
 	if ((size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) >= sizeof(path))
 		return shm_unlink(name) == 0 ? 0 : -errno;
+	/* "/x.ev" names ring "/x"'s event FIFO, unless it is a ring an older version made: never
+	 * remove that FIFO as if it were a ring (found in review: a live ring's consumer then
+	 * polled a FIFO its producers could no longer open). */
+	size_t n = strlen(name);
+	struct stat st;
+	if (n >= 4 && !strcmp(name + n - 3, ".ev") && lstat(path, &st) == 0 &&
+	    !S_ISREG(st.st_mode))
+		return -EINVAL;
 	_shmring_event_unlink(path);
 	int rc = shm_unlink(name) == 0 ? 0 : -errno;
 	event_unlink_again(path);

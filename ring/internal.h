@@ -81,9 +81,14 @@ void _shmring_event_unlink(const char *seg_path);
  * closes *out. Returns rc or the claim's error. */
 int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);
 
-/* shmring_msg_recover() (ring/msg.c); by_pid says is_dead judges by pid in the caller's pid
- * namespace, so that producers of another one are not asked about (they count as alive). */
+/* shmring_msg_recover() and shmring_msg_recover_all() (ring/msg.c), with what to make of a
+ * producer whose claim record says it runs in another pid namespace than ours. */
+enum {
+	_SHMRING_FOREIGN_ALIVE = 1, /* not asked about: alive (its pid means nothing here) */
+	_SHMRING_FOREIGN_ASK = 0,   /* asked about as any other */
+	_SHMRING_FOREIGN_DEAD = -1, /* dead: no producer holds the role, by the file's locks */
+};
 int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg,
-			 int by_pid);
+			 int foreign_rule);
 
 #endif

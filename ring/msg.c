@@ -148,7 +148,7 @@ void _shmring_msg_handle_fini(struct shmring *r)
  * next claimant, alive or not, for a later round.
  */
 static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t, void *),
-			  void *arg, int by_pid, uint64_t *end)
+			  void *arg, int foreign_rule, uint64_t *end)
 {
 	int named = 0;
 
@@ -163,7 +163,8 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 		if (o == 0 || o > UINT32_MAX)
 			continue; /* freed, or not a pid: names nobody */
 		named = 1;
-		if ((by_pid && foreign(x)) || !is_dead((uint32_t)o, arg))
+		int f = foreign_rule != _SHMRING_FOREIGN_ASK && foreign(x);
+		if (f ? foreign_rule == _SHMRING_FOREIGN_ALIVE : !is_dead((uint32_t)o, arg))
 			return 1;
 		if (e - h < *end - h)
 			*end = e;
@@ -188,14 +189,16 @@ static int busy_foreign(struct shmring *r, uint64_t h, uint32_t pid)
 
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg)
 {
-	/* shmring_msg_pid_gone judges by pid, which means nothing in another pid namespace; a
-	 * caller's own is_dead may know better (found in review: asked about nobody foreign, a
-	 * dead foreign producer's claim could never be recovered). */
-	return _shmring_msg_recover(r, is_dead, arg, is_dead == shmring_msg_pid_gone);
+	return _shmring_msg_recover(r, is_dead, arg, _SHMRING_FOREIGN_ALIVE);
+}
+
+int shmring_msg_recover_all(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg)
+{
+	return _shmring_msg_recover(r, is_dead, arg, _SHMRING_FOREIGN_ASK);
 }
 
 int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg,
-			 int by_pid)
+			 int foreign_rule)
 {
 	if (!r || !is_dead || (r->kind != SHMRING_MSG && r->kind != SHMRING_MSG_MPSC))
 		return -EINVAL;
@@ -224,7 +227,7 @@ int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *a
 		/* A6: the acquire load of t above pairs with R6 in the reserve: every claim record
 		 * written before a claim below t is visible. */
 		uint64_t end;
-		int alive = claimant_alive(r, h, is_dead, arg, by_pid, &end);
+		int alive = claimant_alive(r, h, is_dead, arg, foreign_rule, &end);
 		if (alive == 1 || (alive < 0 && !is_dead(0, arg)))
 			return 0;
 		/* F1 in the reserve: a claim whose header is 0 holds only zeroes, so the first
@@ -258,8 +261,8 @@ int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *a
 	uint64_t stride = _shmring_msg_stride(n);
 	if (stride > room || stride > t - h || n > shmring_msg_max(r))
 		return _shmring_msg_break(r);
-	if ((by_pid && busy_foreign(r, h, (uint32_t)(w >> 32))) ||
-	    !is_dead((uint32_t)(w >> 32), arg))
+	int f = foreign_rule != _SHMRING_FOREIGN_ASK && busy_foreign(r, h, (uint32_t)(w >> 32));
+	if (f ? foreign_rule == _SHMRING_FOREIGN_ALIVE : !is_dead((uint32_t)(w >> 32), arg))
 		return 0;
 	/* R3 (as the producer's abort would): pairs with A3 in shmring_msg_peek(). The producer's
 	 * own commit/abort is a compare-and-swap from w too: exactly one of us wins. */

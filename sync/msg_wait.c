@@ -68,11 +68,17 @@ static int wait_data(struct shmring *r, const struct timespec *deadline)
 
 	int rc = _shmring_wait_slice(r, _SHMRING_DIR_DATA, ready_data, NULL, deadline);
 	if (rc == 1) {
-		rc = _shmring_msg_recover(r, shmring_msg_pid_gone, NULL, 1);
+		rc = _shmring_msg_recover(r, shmring_msg_pid_gone, NULL, _SHMRING_FOREIGN_ALIVE);
 		return rc < 0 ? rc : 0; /* end of a slice: look again */
 	}
 	if (rc == -EPIPE) {
-		rc = _shmring_msg_recover(r, gone_or_unwritten, NULL, 1);
+		/* No producer holds the role: on a ring with a file that is known whatever pid
+		 * namespace a producer is in (its lock), so a claim of another namespace is dead
+		 * too, and what was committed behind it is still delivered before -EPIPE (found
+		 * in review). Without a file, roles are judged by pid, as claims are. */
+		rc = _shmring_msg_recover(r, gone_or_unwritten, NULL,
+					  r->seg->fd < 0 ? _SHMRING_FOREIGN_ALIVE
+							 : _SHMRING_FOREIGN_DEAD);
 		return rc < 0 ? rc : rc == 1 ? 0 : -EPIPE;
 	}
 	return rc;

@@ -960,29 +960,41 @@ int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out)
  */
 static int cool(struct shmring *r, int dir, int rc)
 {
-	struct _shmring_wq *q = &r->sync->area->wq[dir];
+	struct _shmring_sync *s = r->sync;
+	struct _shmring_wq *q = &s->area->wq[dir];
 	uint32_t v = atomic_load_explicit(&q->waiters, memory_order_relaxed);
 
-	if (__builtin_expect(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0) &&
-	    now_ns() - r->sync->last_sleep_ns > 1000000000ull) {
-		/* Bounded: a peer rewriting the word without end must not keep us here. */
-		for (int i = 0; i < 4 && !(v & _SHMRING_WQ_COUNT) &&
-				(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP));
-		     i++)
-			if (atomic_compare_exchange_weak_explicit(
-				&q->waiters, &v, v & ~(_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
-				memory_order_relaxed, memory_order_relaxed))
-				break;
+	if (__builtin_expect(!(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)), 1)) {
+		s->hot_seen_ns[dir] = 0;
+		return rc;
 	}
+	/* A second since this handle's last sleep, and since it first saw the queue hot: HOT is
+	 * the queue's, and a handle that never sleeps would otherwise cool it at once under one
+	 * that sleeps often, whose every sleep would then pay M1 again; with the second, at most
+	 * one M1 a second (found in review, as was the opposite: a queue left hot for good once
+	 * its only sleeper had gone). */
+	uint64_t now = now_ns(), since = s->last_sleep_ns;
+	if (!s->hot_seen_ns[dir])
+		s->hot_seen_ns[dir] = now;
+	if (s->hot_seen_ns[dir] > since)
+		since = s->hot_seen_ns[dir];
+	if (now - since <= 1000000000ull)
+		return rc;
+	/* Bounded: a peer rewriting the word without end must not keep us here. */
+	for (int i = 0;
+	     i < 4 && !(v & _SHMRING_WQ_COUNT) && (v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)); i++)
+		if (atomic_compare_exchange_weak_explicit(
+			&q->waiters, &v, v & ~(_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
+			memory_order_relaxed, memory_order_relaxed)) {
+			s->hot_seen_ns[dir] = 0;
+			break;
+		}
 	return rc;
 }
 
 int _shmring_settled(struct shmring *r, int dir, int rc)
 {
-	/* Only a handle that has slept: HOT is the queue's, and one that never sleeps would cool
-	 * it under another that sleeps often, whose every sleep would then pay M1 again (found in
-	 * review). */
-	return r->sync->last_sleep_ns ? cool(r, dir, rc) : rc;
+	return cool(r, dir, rc);
 }
 
 int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg), void *arg,
@@ -1063,6 +1075,7 @@ int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, vo
 			if (w == 0)
 				next_live = 0;
 			s->last_sleep_ns = now_ns();
+			s->hot_seen_ns[dir] = s->last_sleep_ns; /* it went hot for us */
 		}
 		_shmring_wq_unregister(r, dir);
 		if (rc)

@@ -41,10 +41,11 @@
  * load missed both bits loaded before HOTP was set, so the M1 that followed drained its store
  * before HOT was set, before any F3-only registration could happen. (A first version set HOT
  * only after M1 and no HOTP: spin found the lost wake-up, combined with the seq skip below.)
- * A handle that has not slept for a second clears HOT and HOTP at its next blocking call that
- * did not sleep (_shmring_settled(), or a wait that found the ring ready), if no sleeper is
- * registered (CAS), and the fast path is fence-free again. A handle that slept once and then
- * uses only non-blocking calls leaves the queue hot until a blocking call of some handle of it
+ * A handle that has neither slept nor first seen the queue hot within the last second clears HOT
+ * and HOTP at its next blocking call that did not sleep (_shmring_settled(), or a wait that
+ * found the ring ready), if no sleeper is registered (CAS), and the fast path is fence-free
+ * again; another handle that sleeps often then pays M1 at most once a second. A queue whose
+ * handles then use only non-blocking calls stays hot until a blocking call of some handle of it
  * cools it: its peer's publishes pay the F2 fence meanwhile. Modelled in sync/handshake.pml,
  * with another handle cooling at any moment.
  *
@@ -134,6 +135,7 @@ struct _shmring_sync {
 	_Alignas(8) struct shmring_stats st; /* relaxed counters, this handle only */
 	struct _shmring_sync *next, *prev;   /* process list of handles holding OFD claims */
 	uint64_t last_sleep_ns;		     /* CLOCK_MONOTONIC of this handle's last sleep */
+	uint64_t hot_seen_ns[2];	     /* when it first saw the queue hot, this time; 0 */
 	int linked;
 };
 
@@ -182,10 +184,10 @@ int _shmring_group_exited(pid_t pid);
 
 /*
  * A blocking call's operation returned rc without (or no longer) waiting: as after a wait that
- * did not sleep, queue dir leaves hot mode if this handle has not slept for a second and nobody
- * is registered (found in review: a consumer that slept once and then always found data at its
- * first try kept hot mode for good, and every publish paid the F2 fence). One relaxed load while
- * the queue is not hot. Returns rc.
+ * did not sleep, queue dir leaves hot mode if this handle has neither slept nor first seen it
+ * hot within a second, and nobody is registered (found in review: a consumer that slept once and
+ * then always found data at its first try kept hot mode for good, and every publish paid the F2
+ * fence). One relaxed load while the queue is not hot. Returns rc.
  */
 int _shmring_settled(struct shmring *r, int dir, int rc);
 

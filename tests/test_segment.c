@@ -686,6 +686,10 @@ Test(shm, unlink_takes_only_the_event_fifo)
 	cr_assert_geq(shmring_event_fd(a), 0);
 	cr_assert_eq(lstat(path, &st), 0);
 	cr_assert(S_ISFIFO(st.st_mode));
+	/* Its name is not a ring's: unlinking it as one is refused (found in review: the live
+	 * ring's FIFO went, and producers could no longer open it). */
+	cr_assert_eq(shmring_unlink(other), -EINVAL);
+	cr_assert_eq(lstat(path, &st), 0, "the FIFO went with an unlink of its own name");
 	cr_assert_eq(shmring_unlink(name), 0);
 	cr_assert_neq(lstat(path, &st), 0, "the event FIFO stayed");
 	shmring_close(a);

@@ -67,11 +67,9 @@ static void *map_ro(const char *path, size_t *len, size_t *objlen, int verbose)
 		struct _shmring_layout l;
 		if (_shmring_validate(m, *objlen, &expect, &l) == 0) {
 			void *all = mmap(NULL, (size_t)l.total_size, PROT_READ, MAP_SHARED, fd, 0);
-			if (all != MAP_FAILED) {
-				munmap(m, *len);
-				m = all;
-				*len = *objlen = (size_t)l.total_size;
-			}
+			munmap(m, *len);
+			m = all; /* MAP_FAILED too: said below */
+			*len = *objlen = (size_t)l.total_size;
 		}
 	}
 	close(fd);

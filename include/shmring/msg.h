@@ -707,25 +707,29 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * and only up to the end of that claim (a next claim, not written yet either, waits for its
  * own round). A zero header that no record names (which only a corrupt or hostile peer makes)
  * asks is_dead(0, arg), which must then say yes only when no live producer can be inside that
- * window; the zeroed span up to the next written header is discarded. With is_dead =
- * shmring_msg_pid_gone (and in the blocking consumer, which uses it), a producer whose claim
+ * window; the zeroed span up to the next written header is discarded. A producer whose claim
  * record says it runs in another pid namespace than the caller (both with /proc) is not asked
- * about: its pid means nothing here, and it counts as alive, so its claim waits, if it died,
- * for a recovery with an is_dead that knows (another judge is asked about every producer). is_dead
- * must never say yes for a producer that is alive: its late stores (its payload, a short commit's
- * discard header) land in space the ring has reused, and later records read as corrupt. Returns 1
- * if a record was discarded, 0 if nothing was stuck or the claimant is alive (and always 0 on SPSC,
- * where a dead producer holds no claim), -EINVAL, -EPROTO. Non-blocking apart from is_dead.
+ * about: a pid judge cannot tell its pid from one of ours, and it counts as alive, so its claim,
+ * if it died, waits for shmring_msg_recover_all(). is_dead must never say yes for a producer that
+ * is alive: its late stores (its payload, a short commit's discard header) land in space the ring
+ * has reused, and later records read as corrupt. Returns 1 if a record was discarded, 0 if nothing
+ * was stuck or the claimant is alive (and always 0 on SPSC, where a dead producer holds no claim),
+ * -EINVAL, -EPROTO. Non-blocking apart from is_dead.
  */
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
+
+/* Consumer, MPSC. As shmring_msg_recover(), but is_dead is asked about every producer, those of
+ * other pid namespaces included (their own pids, which may name another process or none here):
+ * for a judge that knows them, never for shmring_msg_pid_gone. Same returns. */
+int shmring_msg_recover_all(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
 
 /* An is_dead for shmring_msg_recover(): 1 when no process has this pid, or it has exited and
  * waits to be reaped (a zombie: its pidfd says so; where there is none, kill(pid, 0) failing
  * with ESRCH), 0 otherwise and for pid 0. A recycled pid reads as alive: the ring stays wedged
  * rather than lose a live message. arg is unused. The pids in the ring are the producers' own:
- * recovery with this judge never asks about a producer whose claim record says it is in another
- * pid namespace than the caller (it reads alive), where both have /proc; without /proc, use it
- * only for producers in the caller's pid namespace. */
+ * shmring_msg_recover() never asks about a producer whose claim record says it is in another pid
+ * namespace than the caller (it reads alive), where both have /proc; without /proc, use it only
+ * for producers in the caller's pid namespace, and never with shmring_msg_recover_all(). */
 int shmring_msg_pid_gone(uint32_t pid, void *arg);
 
 #endif
