@@ -508,8 +508,7 @@ int shmring_unlink(const char *name)
 	 * polled a FIFO its producers could no longer open). */
 	size_t n = strlen(name);
 	struct stat st;
-	if (n >= 4 && !strcmp(name + n - 3, ".ev") && lstat(path, &st) == 0 &&
-	    !S_ISREG(st.st_mode))
+	if (n >= 4 && !strcmp(name + n - 3, ".ev") && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
 		return -EINVAL;
 	_shmring_event_unlink(path);
 	int rc = shm_unlink(name) == 0 ? 0 : -errno;
