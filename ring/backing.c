@@ -559,7 +559,12 @@ int shmring_unlink_file(const char *path)
 {
 	if (!path || !*path)
 		return -EINVAL;
-	_shmring_event_unlink(path); /* as in shmring_unlink() */
+	/* As in shmring_unlink(): a ring's event FIFO is not a ring (found in review). */
+	size_t n = strlen(path);
+	struct stat st;
+	if (n >= 3 && !strcmp(path + n - 3, ".ev") && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		return -EINVAL;
+	_shmring_event_unlink(path);
 	int rc = unlink(path) == 0 ? 0 : -errno;
 	event_unlink_again(path);
 	return rc;

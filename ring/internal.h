@@ -86,7 +86,6 @@ int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);
 enum {
 	_SHMRING_FOREIGN_ALIVE = 1, /* not asked about: alive (its pid means nothing here) */
 	_SHMRING_FOREIGN_ASK = 0,   /* asked about as any other */
-	_SHMRING_FOREIGN_DEAD = -1, /* dead: no producer holds the role, by the file's locks */
 };
 int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg,
 			 int foreign_rule);

@@ -72,13 +72,11 @@ static int wait_data(struct shmring *r, const struct timespec *deadline)
 		return rc < 0 ? rc : 0; /* end of a slice: look again */
 	}
 	if (rc == -EPIPE) {
-		/* No producer holds the role: on a ring with a file that is known whatever pid
-		 * namespace a producer is in (its lock), so a claim of another namespace is dead
-		 * too, and what was committed behind it is still delivered before -EPIPE (found
-		 * in review). Without a file, roles are judged by pid, as claims are. */
-		rc = _shmring_msg_recover(r, gone_or_unwritten, NULL,
-					  r->seg->fd < 0 ? _SHMRING_FOREIGN_ALIVE
-							 : _SHMRING_FOREIGN_DEAD);
+		/* A claim of a producer of another pid namespace stays here too: the role check
+		 * above was made before this recovery, and a producer that claimed the role
+		 * since, or never claims it, would lose its message (found in review of a
+		 * version that counted such claims dead here). */
+		rc = _shmring_msg_recover(r, gone_or_unwritten, NULL, _SHMRING_FOREIGN_ALIVE);
 		return rc < 0 ? rc : rc == 1 ? 0 : -EPIPE;
 	}
 	return rc;

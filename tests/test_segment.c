@@ -694,6 +694,19 @@ Test(shm, unlink_takes_only_the_event_fifo)
 	cr_assert_neq(lstat(path, &st), 0, "the event FIFO stayed");
 	shmring_close(a);
 
+	/* A file ring's FIFO by its own name: refused as well. */
+	const char *fring = tu_file_path("evfifo");
+	char fev[PATH_MAX];
+	snprintf(fev, sizeof(fev), "%s.ev", fring);
+	p.flags = SHMRING_F_CONSUMER;
+	cr_assert_eq(shmring_create_file(fring, &p, &a), 0);
+	cr_assert_geq(shmring_event_fd(a), 0);
+	cr_assert_eq(shmring_unlink_file(fev), -EINVAL);
+	cr_assert_eq(lstat(fev, &st), 0, "the file ring's FIFO went with an unlink of its name");
+	cr_assert_eq(shmring_unlink_file(fring), 0);
+	cr_assert_neq(lstat(fev, &st), 0, "the file ring's FIFO stayed");
+	shmring_close(a);
+
 	/* Beside a ring file: a user's data.ev stays. */
 	const char *fpath = tu_file_path("evonly");
 	snprintf(path, sizeof(path), "%s.ev", fpath);
