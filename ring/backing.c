@@ -494,6 +494,26 @@ static void event_unlink_again(const char *seg_path)
 		_shmring_event_unlink(seg_path);
 }
 
+/*
+ * Removes the ring at seg_path (its file; rm(name) removes its name) and its event FIFO. A path
+ * ending in ".ev" that is not a regular file is a ring's event FIFO, not a ring an older version
+ * made: never removed as if it were one (found in review: a live ring's consumer then polled a
+ * FIFO its producers could no longer open).
+ */
+static int unlink_ring(const char *seg_path, const char *name, int (*rm)(const char *))
+{
+	size_t n = strlen(seg_path);
+	struct stat st;
+
+	if (n >= 3 && !strcmp(seg_path + n - 3, ".ev") && lstat(seg_path, &st) == 0 &&
+	    !S_ISREG(st.st_mode))
+		return -EINVAL;
+	_shmring_event_unlink(seg_path);
+	int rc = rm(name) == 0 ? 0 : -errno;
+	event_unlink_again(seg_path);
+	return rc;
+}
+
 int shmring_unlink(const char *name)
 {
 	char path[NAME_MAX + 16];
@@ -503,17 +523,7 @@ int shmring_unlink(const char *name)
 	/* glibc's shm_open() keeps its objects in /dev/shm, where the FIFO sits beside them. */
 	if ((size_t)snprintf(path, sizeof(path), "/dev/shm%s", name) >= sizeof(path))
 		return shm_unlink(name) == 0 ? 0 : -errno;
-	/* "/x.ev" names ring "/x"'s event FIFO, unless it is a ring an older version made: never
-	 * remove that FIFO as if it were a ring (found in review: a live ring's consumer then
-	 * polled a FIFO its producers could no longer open). */
-	size_t n = strlen(name);
-	struct stat st;
-	if (n >= 4 && !strcmp(name + n - 3, ".ev") && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-		return -EINVAL;
-	_shmring_event_unlink(path);
-	int rc = shm_unlink(name) == 0 ? 0 : -errno;
-	event_unlink_again(path);
-	return rc;
+	return unlink_ring(path, name, shm_unlink);
 }
 
 int shmring_create_file(const char *path, const struct shmring_params *p, struct shmring **out)
@@ -559,15 +569,7 @@ int shmring_unlink_file(const char *path)
 {
 	if (!path || !*path)
 		return -EINVAL;
-	/* As in shmring_unlink(): a ring's event FIFO is not a ring (found in review). */
-	size_t n = strlen(path);
-	struct stat st;
-	if (n >= 3 && !strcmp(path + n - 3, ".ev") && lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
-		return -EINVAL;
-	_shmring_event_unlink(path);
-	int rc = unlink(path) == 0 ? 0 : -errno;
-	event_unlink_again(path);
-	return rc;
+	return unlink_ring(path, path, unlink);
 }
 
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out)
