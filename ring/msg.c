@@ -84,6 +84,28 @@ void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
 	r->msg.c.recs = (struct _shmring_msg_rec *)(base + g->part[_SHMRING_PART_MSGREC].off);
 }
 
+/*
+ * Claim records on a ring with a file are held as MPMC participant records are: by an OFD lock
+ * on one byte of the file per record (sync/sync.h, _shmring_rec_lock()), which the kernel drops
+ * when the holder dies, whatever pid namespace holder and judge are in. The owner takes the lock
+ * before it owns the record (so a judge that finds the lock free knows that no live process is
+ * between its owner CAS and its lock) and sets lk once it holds it; it clears lk before it
+ * frees the record, and an owner that could take no lock clears it before its owner CAS. So
+ * lk = 1 with the lock free means the owner is dead. A record without lk (no file, a fork
+ * child's inherited handle, no /proc, short of descriptors) is judged by pid, as before.
+ */
+
+/* Whether record x's owner, which set lk, still holds its lock: 1 alive, 0 dead, -1 unknown
+ * (no lk, no file of our own to ask through, or the query failed). */
+static int lock_verdict(struct shmring *r, const struct _shmring_msg_rec *x)
+{
+	if (!atomic_load_explicit(&((struct _shmring_msg_rec *)(uintptr_t)x)->lk,
+				  memory_order_relaxed))
+		return -1;
+	int held = _shmring_rec_locked(r, (unsigned)(x - r->msg.c.recs));
+	return held < 0 ? -1 : held;
+}
+
 int _shmring_msg_rec_take(struct shmring *r)
 {
 	uint32_t me = _shmring_msg_pid();
@@ -94,27 +116,54 @@ int _shmring_msg_rec_take(struct shmring *r)
 		for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
 			struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_acquire);
-			if (pass == 0
-				? o != 0
-				: o == 0 || foreign(x) || !shmring_msg_pid_gone((uint32_t)o, NULL))
+			if (pass == 0 ? o != 0 : o == 0)
+				continue;
+			/* The lock first: a live owner (or another taker) holds it, and then the
+			 * record is not ours to take. Free, it is ours until we drop it. */
+			int lr = _shmring_rec_lock(r, (unsigned)i);
+			if (lr == -EAGAIN)
 				continue;
 			if (pass == 1) {
+				/* By its lock if it had one (namespace-proof: a producer of
+				 * another pid namespace too), else by pid; a foreign owner
+				 * without a lock cannot be judged by pid and stays. */
+				int dead =
+				    atomic_load_explicit(&x->lk, memory_order_relaxed) && lr == 0
+					? 1
+				    : foreign(x) ? 0
+						 : shmring_msg_pid_gone((uint32_t)o, NULL);
 				uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
 				uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
 				uint64_t h =
 				    atomic_load_explicit(r->cons_pos, memory_order_acquire);
-				if (c && (int64_t)(e - h) > 0)
+				if (!dead || (c && (int64_t)(e - h) > 0)) {
+					if (lr == 0)
+						_shmring_rec_unlock(r, (unsigned)i);
 					continue;
+				}
 			}
+			/* Without a lock of our own, lk says 0 before the record can be ours: a
+			 * dead owner's 1 left there would have a judge find the lock free and
+			 * call us dead. (Should the record go to another taker instead, a late 0
+			 * only has it judged by pid, as a record without a lock is.) */
+			if (lr != 0)
+				atomic_store_explicit(&x->lk, 0, memory_order_relaxed);
 			/* A7: pairs with R7 in _shmring_msg_handle_fini(). */
 			if (atomic_compare_exchange_strong_explicit(
 				&x->owner, &o, me, memory_order_acq_rel, memory_order_relaxed)) {
 				atomic_store_explicit(&x->ns, pid_ns(), memory_order_relaxed);
 				atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
+				/* Published with our first claim (R6 in the reserve). Until then a
+				 * judge may see the last owner's 1, and finds the lock held: ours.
+				 */
+				if (lr == 0)
+					atomic_store_explicit(&x->lk, 1, memory_order_relaxed);
 				r->msg.p.rec = x;
 				r->msg.p.rec_pid = me;
 				return 0;
 			}
+			if (lr == 0)
+				_shmring_rec_unlock(r, (unsigned)i);
 		}
 	}
 	return -EUSERS;
@@ -128,13 +177,38 @@ void _shmring_msg_handle_fini(struct shmring *r)
 	/* Only the process that took the record gives it back (a forked child closing the
 	 * handles it inherited must not free its parent's record). A handle closed with a claim
 	 * still unwritten (only a test does that) keeps its record named, so that recovery can
-	 * attribute the claim. */
+	 * attribute the claim (its lock goes with the handle's description: dead by lock). */
 	if (!x || me != _shmring_msg_pid() || r->msg.p.res_active)
 		return;
 	atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
+	int locked = atomic_load_explicit(&x->lk, memory_order_relaxed) != 0;
+	atomic_store_explicit(&x->lk, 0, memory_order_relaxed);
 	/* R7: pairs with A7 in _shmring_msg_rec_take(). */
 	atomic_compare_exchange_strong_explicit(&x->owner, &me, 0, memory_order_release,
 						memory_order_relaxed);
+	if (locked)
+		_shmring_rec_unlock(r, (unsigned)(x - r->msg.c.recs));
+}
+
+/*
+ * Whether the owner o of record x is dead, for recovery. A foreign owner (another pid namespace)
+ * that holds a lock is judged by it alone: its pid means nothing to a judge by pid, and the lock
+ * cannot be wrong (found in review: a dead producer of another namespace wedged the ring until
+ * a judge that knew was asked, and one that claimed 64 records in turn shut every producer out).
+ * Any other owner is is_dead's to judge, as the caller asked; a foreign one without a lock as
+ * foreign_rule says.
+ */
+static int judged_dead(struct shmring *r, const struct _shmring_msg_rec *x, uint64_t o,
+		       int (*is_dead)(uint32_t, void *), void *arg, int foreign_rule)
+{
+	if (foreign(x)) {
+		int v = lock_verdict(r, x);
+		if (v >= 0)
+			return !v;
+		if (foreign_rule != _SHMRING_FOREIGN_ASK)
+			return foreign_rule != _SHMRING_FOREIGN_ALIVE;
+	}
+	return is_dead((uint32_t)o, arg) != 0;
 }
 
 /*
@@ -163,8 +237,7 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 		if (o == 0 || o > UINT32_MAX)
 			continue; /* freed, or not a pid: names nobody */
 		named = 1;
-		int f = foreign_rule != _SHMRING_FOREIGN_ASK && foreign(x);
-		if (f ? foreign_rule == _SHMRING_FOREIGN_ALIVE : !is_dead((uint32_t)o, arg))
+		if (!judged_dead(r, x, o, is_dead, arg, foreign_rule))
 			return 1;
 		if (e - h < *end - h)
 			*end = e;
@@ -172,19 +245,26 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 	return named ? 0 : -1;
 }
 
-/* Whether the BUSY claim at h, whose header names pid, is held by a producer of another pid
- * namespace: its claim record (owner pid, naming h) says so. */
-static int busy_foreign(struct shmring *r, uint64_t h, uint32_t pid)
+/* Whether the BUSY claim at h, whose header names pid, is held by a live producer: asked of
+ * every record of that pid naming h (a pid of ours and one of another namespace may both), or
+ * of is_dead alone when none does. */
+static int busy_alive(struct shmring *r, uint64_t h, uint32_t pid, int (*is_dead)(uint32_t, void *),
+		      void *arg, int foreign_rule)
 {
+	int named = 0;
+
 	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
 		struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
 		uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
-		if (c && (int64_t)(h - (c & ~1ull)) >= 0 && (int64_t)(e - h) > 0 &&
-		    atomic_load_explicit(&x->owner, memory_order_relaxed) == pid && foreign(x))
+		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0 ||
+		    atomic_load_explicit(&x->owner, memory_order_relaxed) != pid)
+			continue;
+		named = 1;
+		if (!judged_dead(r, x, pid, is_dead, arg, foreign_rule))
 			return 1;
 	}
-	return 0;
+	return named ? 0 : !is_dead(pid, arg);
 }
 
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg)
@@ -261,8 +341,7 @@ int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *a
 	uint64_t stride = _shmring_msg_stride(n);
 	if (stride > room || stride > t - h || n > shmring_msg_max(r))
 		return _shmring_msg_break(r);
-	int f = foreign_rule != _SHMRING_FOREIGN_ASK && busy_foreign(r, h, (uint32_t)(w >> 32));
-	if (f ? foreign_rule == _SHMRING_FOREIGN_ALIVE : !is_dead((uint32_t)(w >> 32), arg))
+	if (busy_alive(r, h, (uint32_t)(w >> 32), is_dead, arg, foreign_rule))
 		return 0;
 	/* R3 (as the producer's abort would): pairs with A3 in shmring_msg_peek(). The producer's
 	 * own commit/abort is a compare-and-swap from w too: exactly one of us wins. */

@@ -162,9 +162,10 @@ int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct tim
 void _shmring_wq_wake(struct shmring *r, int dir, int force);
 
 /*
- * MPMC participant records on a ring with a file (named, or from a descriptor): record i is
- * held by an OFD write lock on one byte of that file, which the kernel drops when its holder
- * dies, whatever pid or time namespace the holder and the judge are in (ring/mpmc.c).
+ * MPMC participant records and MPSC message-ring claim records on a ring with a file (named, or
+ * from a descriptor): record i is held by an OFD write lock on one byte of that file, which the
+ * kernel drops when its holder dies, whatever pid or time namespace the holder and the judge are
+ * in (ring/mpmc.c, ring/msg.c; a ring is one kind or the other, so they share the bytes).
  * _shmring_rec_open(): opens this handle's own open file description of the file, through
  * which its record locks are taken (closed in a fork child, as role claims are). Returns 0,
  * -ENOTSUP (no file, or no /proc to open it through: records are then judged by pid), -errno.
