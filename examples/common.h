@@ -45,6 +45,19 @@ usage:
 	return -1;
 }
 
+/* Deadline for one blocking call: this many seconds from now (CLOCK_MONOTONIC). */
+static inline struct timespec ex_deadline(int seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += seconds;
+	return ts;
+}
+
+/* Seconds a blocking call waits for the peer before the example gives up. */
+#define EX_PATIENCE 10
+
 static inline double ex_now(void)
 {
 	struct timespec ts;

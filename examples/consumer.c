@@ -2,9 +2,14 @@
 /*
  * Consumer: creates the ring, receives --count sequence-numbered elements, checks that none is
  * lost, duplicated or reordered, and prints the rate. Run examples/producer beside it.
+ *
+ * It claims the consumer role and receives with the blocking calls, as a real consumer would:
+ * they spin briefly, then sleep on the ring's futex, and say -EPIPE once the producer has gone
+ * (died or closed) and everything it sent has been received, so a killed producer ends the
+ * demo at once with a message rather than with a timeout. Where there is no /proc to claim a
+ * role through, it receives without one: then only the deadline notices a dead producer.
  */
 #include <errno.h>
-#include <sched.h>
 #include <shmring/shmring.h>
 
 #include "common.h"
@@ -35,14 +40,25 @@ int main(int argc, char **argv)
 		rc = -ENOMEM;
 		goto out;
 	}
+	rc = shmring_claim(r, SHMRING_F_CONSUMER);
+	if (rc && rc != -EOPNOTSUPP) {
+		fprintf(stderr, "consumer: claim: %s\n", shmring_strerror(rc));
+		goto out;
+	}
 	while (next < a.count) {
-		rc = shmring_spsc_pop_burst(r, buf, a.burst);
-		if (rc == -EAGAIN) {
-			sched_yield(); /* a polite spin: the demo also runs on one CPU */
-			continue;
-		}
+		struct timespec dl = ex_deadline(EX_PATIENCE);
+		rc = shmring_spsc_pop_burst_wait(r, buf, a.burst, &dl);
 		if (rc < 0) { /* the exit status says so: demo.sh stops on it */
-			fprintf(stderr, "consumer: %s\n", shmring_strerror(rc));
+			if (rc == -EPIPE)
+				fprintf(stderr,
+					"consumer: the producer went away after %llu of %llu "
+					"elements\n",
+					(unsigned long long)next, (unsigned long long)a.count);
+			else if (rc == -ETIMEDOUT)
+				fprintf(stderr, "consumer: nothing for %d s after %llu elements\n",
+					EX_PATIENCE, (unsigned long long)next);
+			else
+				fprintf(stderr, "consumer: %s\n", shmring_strerror(rc));
 			goto out;
 		}
 		if (next == 0)

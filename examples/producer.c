@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Producer: opens the ring the consumer created (waiting for it to appear), then sends --count
- * sequence-numbered elements of --elem bytes, --burst at a time.
+ * sequence-numbered elements of --elem bytes, --burst at a time. It claims the producer role and
+ * sends with the blocking calls: a consumer that has gone (died or closed) makes them say
+ * -EPIPE instead of waiting for room that will never come (without /proc, no role: then the
+ * deadline does).
  */
 #include <errno.h>
-#include <sched.h>
 #include <shmring/shmring.h>
 #include <unistd.h>
 
@@ -29,6 +31,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "producer: open %s: %s\n", a.name, shmring_strerror(rc));
 		return 1;
 	}
+	rc = shmring_claim(r, SHMRING_F_PRODUCER);
+	if (rc && rc != -EOPNOTSUPP) {
+		fprintf(stderr, "producer: claim: %s\n", shmring_strerror(rc));
+		shmring_close(r);
+		return 1;
+	}
 
 	unsigned char *buf = calloc(a.burst, a.elem_size);
 	uint64_t seq = 0;
@@ -42,13 +50,15 @@ int main(int argc, char **argv)
 			uint64_t s = seq + i;
 			memcpy(buf + (size_t)i * a.elem_size, &s, sizeof(s));
 		}
-		rc = shmring_spsc_push_burst(r, buf, n);
-		if (rc == -EAGAIN) {
-			sched_yield();
-			continue;
-		}
+		struct timespec dl = ex_deadline(EX_PATIENCE);
+		rc = shmring_spsc_push_burst_wait(r, buf, n, &dl);
 		if (rc < 0) {
-			fprintf(stderr, "producer: %s\n", shmring_strerror(rc));
+			if (rc == -EPIPE)
+				fprintf(stderr,
+					"producer: the consumer went away after %llu elements\n",
+					(unsigned long long)seq);
+			else
+				fprintf(stderr, "producer: %s\n", shmring_strerror(rc));
 			break;
 		}
 		seq += (unsigned)rc;

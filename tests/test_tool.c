@@ -122,6 +122,103 @@ Test(examples, consumer_fails_on_a_corrupt_ring)
 	shmring_close(r);
 }
 
+/* Starts argv with stdout and stderr into a pipe; returns the child, *fd the pipe's read end.
+ * A child still running after 20 s is killed (SIGALRM survives exec). */
+static pid_t start(char *const argv[], int *fd)
+{
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		alarm(20);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return c;
+}
+
+/* Reads fd to its end into out (len - 1 bytes at most, NUL-terminated), closes it. */
+static void slurp(int fd, char *out, size_t len)
+{
+	size_t n = 0;
+	ssize_t k;
+
+	while ((k = read(fd, out + n, len - 1 - n)) > 0 && (n += (size_t)k) < len - 1)
+		;
+	out[n] = '\0';
+	close(fd);
+}
+
+/* The example consumer claims its role and receives with the blocking calls: a producer that
+ * dies mid-stream ends it at once with a message and status 1, after every element it sent
+ * (found in review: it polled without a role, and spun until demo.sh's timeout). */
+Test(examples, consumer_reports_a_dead_producer)
+{
+	const char *name = tu_shm_name("exdeadp");
+	char out[512];
+	int fd;
+	char *argv[] = {SHMRING_CONSUMER, "--name", (char *)name, "--count", "100000000", NULL};
+	pid_t c = start(argv, &fd);
+
+	pid_t p = fork();
+	if (p == 0) {
+		struct shmring_params q = tu_params(64, 4096);
+		struct shmring *r = NULL;
+		int rc = -ENOENT;
+		unsigned char e[64] = {0};
+		for (int i = 0; i < 5000 && rc == -ENOENT; i++)
+			if ((rc = shmring_open(name, &q, &r)) == -ENOENT)
+				usleep(1000);
+		if (rc || shmring_claim(r, SHMRING_F_PRODUCER))
+			_exit(2);
+		for (uint64_t s = 0; s < 1000; s++) {
+			memcpy(e, &s, sizeof(s));
+			if (shmring_spsc_push_wait(r, e, NULL))
+				_exit(3);
+		}
+		_exit(0); /* dies: no close */
+	}
+	cr_assert_eq(tu_wait(p), 0, "the producer failed");
+	slurp(fd, out, sizeof(out));
+	int st = tu_wait(c);
+	cr_assert_eq(st, 1, "the consumer's exit status: %d (%s)", st, out);
+	cr_assert(strstr(out, "the producer went away after 1000 of"), "it said: %s", out);
+	cr_assert_not(tu_shm_exists(name), "the consumer left its ring behind");
+}
+
+/* The example producer, likewise: a consumer gone with the ring full makes it stop with a
+ * message and status 1, rather than wait for room. */
+Test(examples, producer_reports_a_dead_consumer)
+{
+	const char *name = tu_shm_name("exdeadc");
+	struct shmring_params q = tu_params(64, 4096);
+	char out[512];
+	int fd;
+
+	pid_t k = fork();
+	if (k == 0) {
+		struct shmring *r;
+		if (shmring_create(name, &q, &r) || shmring_claim(r, SHMRING_F_CONSUMER))
+			_exit(2);
+		_exit(0); /* dies with the role claimed; the ring stays */
+	}
+	cr_assert_eq(tu_wait(k), 0, "the consumer failed");
+	char *argv[] = {SHMRING_PRODUCER, "--name", (char *)name, "--count", "100000", NULL};
+	pid_t c = start(argv, &fd);
+	slurp(fd, out, sizeof(out));
+	int st = tu_wait(c);
+	shmring_unlink(name);
+	cr_assert_eq(st, 1, "the producer's exit status: %d (%s)", st, out);
+	cr_assert(strstr(out, "the consumer went away after 4096 elements"), "it said: %s", out);
+}
+
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	tu_sweep_report(stats->tests_crashed);
