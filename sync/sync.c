@@ -420,12 +420,20 @@ int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct tim
 
 	COUNT(r, wait_syscalls);
 	if (r->sync->sem) {
+		int cs, err;
 		if (!sem_sane(&q->sem))
 			return -EPROTO;
+		/* sem_wait and sem_clockwait are cancellation points, and a thread cancelled in
+		 * one left its registration behind: the waiter count one high for good, and every
+		 * publish then paid a wake for nobody (found in review). Neither is one here, as
+		 * the futex sleep below is not: a cancel is acted on after the call returns. */
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 		rc = until ? sem_clockwait(&q->sem, CLOCK_MONOTONIC, until) : sem_wait(&q->sem);
+		err = errno;
+		pthread_setcancelstate(cs, NULL);
 		if (rc == 0)
 			return 0;
-		return errno == ETIMEDOUT ? -ETIMEDOUT : errno == EINTR ? -EINTR : 0;
+		return err == ETIMEDOUT ? -ETIMEDOUT : err == EINTR ? -EINTR : 0;
 	}
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time (no FUTEX_CLOCK_REALTIME). */
 	if (futex(&q->seq, FUTEX_WAIT_BITSET, seq, until, FUTEX_BITSET_MATCH_ANY) == 0)

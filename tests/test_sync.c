@@ -227,6 +227,43 @@ Test(sync, stream_burst_sem_sleeping_1e6, .timeout = 60)
 /* ---- deadlines ---------------------------------------------------------------------------- */
 
 /* Returns how many elements the final bursts moved (1 + 1 expected). */
+static void *cancelled_sleeper(void *arg)
+{
+	struct shmring *r = arg;
+	uint64_t v;
+	struct timespec dl = tu_in_ms(600);
+
+	return (void *)(intptr_t)shmring_spsc_pop_wait(r, &v, &dl);
+}
+
+/*
+ * A thread cancelled while it sleeps in a blocking call on a semaphore ring leaves no waiter
+ * registered (found in review: sem_clockwait is a cancellation point, the thread went there and
+ * the count stayed one high, so every later publish made a wake system call for nobody). The
+ * call is not a cancellation point: it runs to its deadline, and the cancel comes after.
+ */
+Test(sync, cancelled_sleeper_leaves_no_waiter_sem)
+{
+	struct shmring_params p = params(8, 8, 1);
+	struct shmring *r;
+	pthread_t th;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	struct shmring_wait_policy pol = {
+	    .spin_ns = UINT32_MAX, .yields = UINT32_MAX, .slice_ms = 1000};
+	shmring_set_wait_policy(r, &pol);
+	cr_assert_eq(pthread_create(&th, NULL, cancelled_sleeper, r), 0);
+	for (int i = 0; i < 2000 && !(atomic_load(r->wake_data) & _SHMRING_WQ_COUNT); i++)
+		usleep(1000);
+	cr_assert_neq(atomic_load(r->wake_data) & _SHMRING_WQ_COUNT, 0, "it never slept");
+	usleep(20 * 1000); /* inside sem_clockwait by now */
+	cr_assert_eq(pthread_cancel(th), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(atomic_load(r->wake_data) & _SHMRING_WQ_COUNT, 0,
+		     "a waiter is still registered");
+	shmring_close(r);
+}
+
 static int deadline_case(int sem)
 {
 	struct shmring_params p = params(8, 8, sem);

@@ -6,7 +6,8 @@
  * the non-blocking operation first, then spins (pause instruction) for the handle's budget,
  * yields, and finally sleeps on a shared futex word (or a POSIX semaphore for rings created
  * with SHMRING_F_SEMAPHORE) in slices of at most the handle's liveness bound. A signal never
- * ends or stretches a wait. A deadline before the clock's start has passed; one too far to
+ * ends or stretches a wait. No blocking call is a cancellation point (pthread_cancel() takes
+ * effect after it returns, at the caller's next one). A deadline before the clock's start has passed; one too far to
  * represent never comes; one whose tv_nsec is outside [0, 1e9) gives -EINVAL when the call
  * has to wait. Returns as the non-blocking call does, or -ETIMEDOUT at the deadline, or
  * -EPIPE when the peer role is gone: a consumer gets everything committed before
