@@ -1005,6 +1005,8 @@ int _shmring_settled(struct shmring *r, int dir, int rc)
 	return cool(r, dir, rc);
 }
 
+void (*_shmring_wait_hook)(struct shmring *r, int dir);
+
 int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, void *arg), void *arg,
 		  const struct timespec *deadline)
 {
@@ -1047,11 +1049,14 @@ int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, vo
 	 * elapsed time (not per slice that ran out: a signal every millisecond would otherwise
 	 * postpone it forever). A peer that closes wakes us (shmring_close); one that dies not. */
 	uint64_t next_live = 0;
+	_Atomic uint32_t *seqw = &s->area->wq[dir].seq;
 	COUNT(r, sleeps);
 	for (;;) {
 		rc = ready(r, arg);
 		if (rc)
 			return rc > 0 ? 0 : rc;
+		/* Any wake from here on moves seq, a closing peer's included (see below). */
+		uint32_t seq0 = atomic_load_explicit(seqw, memory_order_acquire);
 		uint64_t t = now_ns();
 		if (t >= dl)
 			return -ETIMEDOUT;
@@ -1070,9 +1075,17 @@ int _shmring_wait(struct shmring *r, int dir, int (*ready)(struct shmring *r, vo
 		uint64_t until = next_live < dl ? next_live : dl;
 		struct timespec uts = ns_ts(until);
 
+		if (__builtin_expect(_shmring_wait_hook != NULL, 0))
+			_shmring_wait_hook(r, dir);
 		uint32_t seq = _shmring_wq_register(r, dir);
 		rc = ready(r, arg);
-		if (rc == 0) {
+		if (rc == 0 && seq != seq0) {
+			/* Woken between our liveness check and our registration, maybe by a peer
+			 * that closed right after the check: look again, liveness included (found
+			 * in review: the sleep below missed that wake, and -EPIPE came a slice
+			 * late). */
+			next_live = 0;
+		} else if (rc == 0) {
 			/* Only a corrupt semaphore is an error; the rest means "look again". */
 			int w = _shmring_wq_sleep(r, dir, seq, &uts);
 

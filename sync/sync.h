@@ -157,6 +157,9 @@ int _shmring_sync_opened(int rc, uint32_t flags, struct shmring **out);
  */
 uint32_t _shmring_wq_register(struct shmring *r, int dir);
 void _shmring_wq_unregister(struct shmring *r, int dir);
+/* Testing only: called in _shmring_wait() between its liveness check and its registration, the
+ * window a peer's close wake must not be lost in. NULL (the default) costs one branch per sleep. */
+extern void (*_shmring_wait_hook)(struct shmring *r, int dir);
 int _shmring_wq_sleep(struct shmring *r, int dir, uint32_t seq, const struct timespec *until);
 /* Wakes every sleeper of queue dir if any is registered (force: even if none seems to be). */
 void _shmring_wq_wake(struct shmring *r, int dir, int force);

@@ -227,6 +227,57 @@ Test(sync, stream_burst_sem_sleeping_1e6, .timeout = 60)
 /* ---- deadlines ---------------------------------------------------------------------------- */
 
 /* Returns how many elements the final bursts moved (1 + 1 expected). */
+static struct shmring *hook_peer; /* closed by close_peer_hook() on its first call */
+
+static void close_peer_hook(struct shmring *r, int dir)
+{
+	(void)r;
+	(void)dir;
+	if (hook_peer)
+		shmring_close(hook_peer);
+	hook_peer = NULL;
+}
+
+/*
+ * The producer closes right after the blocked consumer's liveness check said it was alive, and
+ * before the consumer registers to sleep: its close wake must still end the wait at once with
+ * -EPIPE (found in review: it was missed, and -EPIPE came only after the consumer's slice, here
+ * 3 s). For both back-ends.
+ */
+static void close_in_the_window(int sem)
+{
+	const char *name = tu_shm_name(sem ? "closewin_sem" : "closewin");
+	struct shmring_params p = params(8, 8, sem);
+	struct shmring *c, *r;
+	uint64_t v;
+
+	cr_assert_eq(shmring_create(name, &p, &r), 0);
+	cr_assert_not_null(c = open_role(name, SHMRING_F_CONSUMER, 3000, 1));
+	cr_assert_not_null(hook_peer = open_role(name, SHMRING_F_PRODUCER, 100, 1));
+	_shmring_wait_hook = close_peer_hook;
+	struct timespec dl = tu_in_ms(10000);
+	uint64_t t0 = tu_now_ns();
+	int rc = shmring_spsc_pop_wait(c, &v, &dl);
+	uint64_t ms = (tu_now_ns() - t0) / 1000000;
+	_shmring_wait_hook = NULL;
+	cr_assert_eq(rc, -EPIPE, "pop_wait: %d", rc);
+	cr_assert_lt(ms, 1500, "-EPIPE after %llu ms: the close wake was missed",
+		     (unsigned long long)ms);
+	shmring_close(c);
+	shmring_close(r);
+	shmring_unlink(name);
+}
+
+Test(sync, close_between_liveness_check_and_sleep)
+{
+	close_in_the_window(0);
+}
+
+Test(sync, close_between_liveness_check_and_sleep_sem)
+{
+	close_in_the_window(1);
+}
+
 static void *cancelled_sleeper(void *arg)
 {
 	struct shmring *r = arg;
