@@ -90,7 +90,8 @@ ssize_t shmring_lock_bytes(const struct shmring_params *p)
 
 	if (rc)
 		return rc;
-	return (ssize_t)((l.total_size + (uint64_t)pg - 1) & ~((uint64_t)pg - 1));
+	uint64_t n = (l.total_size + (uint64_t)pg - 1) & ~((uint64_t)pg - 1);
+	return n > (uint64_t)SSIZE_MAX ? -EOVERFLOW : (ssize_t)n;
 }
 
 /* ---- segments ---------------------------------------------------------------------------- */

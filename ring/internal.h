@@ -5,8 +5,16 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "layout.h"
+
+/* File sizes and lock offsets are 64-bit: the record and role locks sit at byte 2^40 of the
+ * ring's file, and a ring's file may pass 2 GiB. On a 32-bit target the library's sources must
+ * be compiled with -D_FILE_OFFSET_BITS=64 (CMakeLists.txt does; found when the library was
+ * first built for i386: without it those offsets were cut to 32 bits). The API has no off_t,
+ * so programs using the library need not be. */
+_Static_assert(sizeof(off_t) == 8, "compile shmring's sources with -D_FILE_OFFSET_BITS=64");
 
 enum _shmring_key_type {
 	_SHMRING_KEY_INODE = 1,	  /* a named backing: (device, inode) */

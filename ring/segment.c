@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The shared header: layout of each kind, formatting, and validation of what a peer wrote. */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "layout.h"
@@ -62,7 +63,9 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	}
 	out->total_size = off;
 	out->hflags = (p->flags & SHMRING_F_SEMAPHORE) ? 1u /* _SHMRING_HF_SEM */ : 0;
-	if (out->total_size > SIZE_MAX)
+	/* Mappable, and its size a non-negative ssize_t (shmring_memsize()): on a 32-bit target
+	 * (found when the library was first run on i386: 2 to 4 GiB came back negative). */
+	if (out->total_size > (uint64_t)SSIZE_MAX)
 		return -EOVERFLOW;
 	return 0;
 }

@@ -491,7 +491,7 @@ Test(sync, deadline_out_of_range, .timeout = 20)
 	cr_assert_eq(shmring_spsc_pop_wait(r, &v, &bad_lo), -EINVAL);
 	cr_assert_eq(shmring_mpmc_pop_wait(m, &v, &bad_hi), -EINVAL);
 	/* Far in the future: waits for the element like NULL does. */
-	struct timespec far = {(time_t)1 << 62, 0};
+	struct timespec far = {(time_t)((uint64_t)1 << (sizeof(time_t) * 8 - 2)), 0}; /* 32 too */
 	pid_t pid = fork();
 	if (pid == 0) {
 		usleep(200000);

@@ -371,6 +371,7 @@ void tu_step_plan(long die_at)
 	atomic_store(&step[1], die_at);
 }
 
+#if defined(__x86_64__) /* single-stepping is x86-64 only (tu_step_arm()) */
 static void step_trap(int sig, siginfo_t *si, void *uc)
 {
 	(void)sig;
@@ -380,6 +381,7 @@ static void step_trap(int sig, siginfo_t *si, void *uc)
 	if (atomic_load(&step[1]) && n >= atomic_load(&step[1]))
 		kill(getpid(), SIGKILL);
 }
+#endif
 
 void tu_step_arm(void)
 {

@@ -88,7 +88,8 @@ struct shmring;
 /*
  * Bytes a ring of this geometry needs (p->kind, elem_size, capacity); the memory passed to
  * shmring_init() must be 128-byte aligned. Returns the size, or -EINVAL for a bad geometry,
- * -EOVERFLOW if it does not fit in memory. Never blocks. Any role.
+ * -EOVERFLOW if it does not fit in memory (in a ssize_t: 2 GiB on a 32-bit target). Never
+ * blocks. Any role.
  */
 ssize_t shmring_memsize(const struct shmring_params *p);
 
@@ -191,7 +192,8 @@ uint32_t shmring_kind(const struct shmring *r);
 uint32_t shmring_hints(const struct shmring *r);
 /* Base address and size of the mapping (for tests and tools). */
 void *shmring_base(const struct shmring *r, size_t *len);
-/* Bytes SHMRING_F_MLOCK would lock for this geometry (page rounded), or -EINVAL. */
+/* Bytes SHMRING_F_MLOCK would lock for this geometry (page rounded), or -EINVAL, -EOVERFLOW (as
+ * shmring_memsize()). */
 ssize_t shmring_lock_bytes(const struct shmring_params *p);
 /* 1 once the handle has seen an impossible value in shared memory (every op then says -EPROTO). */
 int shmring_is_broken(const struct shmring *r);
