@@ -7,11 +7,11 @@
  * yields, and finally sleeps on a shared futex word (or a POSIX semaphore for rings created
  * with SHMRING_F_SEMAPHORE) in slices of at most the handle's liveness bound. A signal never
  * ends or stretches a wait. No blocking call is a cancellation point (pthread_cancel() takes
- * effect after it returns, at the caller's next one). A deadline before the clock's start has passed; one too far to
- * represent never comes; one whose tv_nsec is outside [0, 1e9) gives -EINVAL when the call
- * has to wait. Returns as the non-blocking call does, or -ETIMEDOUT at the deadline, or
- * -EPIPE when the peer role is gone: a consumer gets everything committed before
- * the last producer died or closed, then -EPIPE; a producer whose consumers are gone gets
+ * effect after it returns, at the caller's next one). A deadline before the clock's start has
+ * passed; one too far to represent never comes; one whose tv_nsec is outside [0, 1e9) gives
+ * -EINVAL when the call has to wait. Returns as the non-blocking call does, or -ETIMEDOUT at
+ * the deadline, or -EPIPE when the peer role is gone: a consumer gets everything committed
+ * before the last producer died or closed, then -EPIPE; a producer whose consumers are gone gets
  * -EPIPE when it would have to wait. A role that was never claimed is not "gone": waiting for
  * a producer that has not attached yet is allowed.
  *
