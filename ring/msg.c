@@ -87,29 +87,49 @@ void _shmring_msg_handle_init(struct shmring *r, unsigned char *base,
 /*
  * Claim records on a ring with a file are held as MPMC participant records are: by an OFD lock
  * on one byte of the file per record (sync/sync.h, _shmring_rec_lock()), which the kernel drops
- * when the holder dies, whatever pid namespace holder and judge are in. The owner takes the lock
- * before it owns the record (so a judge that finds the lock free knows that no live process is
- * between its owner CAS and its lock) and sets lk once it holds it; it clears lk before it
- * frees the record, and an owner that could take no lock clears it before its owner CAS. So
- * lk = 1 with the lock free means the owner is dead. A record without lk (no file, a fork
- * child's inherited handle, no /proc, short of descriptors) is judged by pid, as before.
+ * when the holder dies, whatever pid namespace holder and judge are in. A taker takes the lock
+ * before it owns the record, and says so in the same CAS that makes it the owner
+ * (_SHMRING_MSG_LOCKED in the owner word); it frees the record, then drops the lock. So an
+ * owner word with the flag and a free lock means the owner is dead (or its handle gone with an
+ * exec, or closed holding an open reservation: dead to the ring alike), and a held lock that it
+ * is alive, whatever a judge by pid would say. A record without the flag (no file, no /proc,
+ * short of descriptors) is judged by pid, as before; a pid of another pid namespace cannot be.
  */
 
-/* Whether record x's owner, which set lk, still holds its lock: 1 alive, 0 dead, -1 unknown
- * (no lk, no file of our own to ask through, or the query failed). */
-static int lock_verdict(struct shmring *r, const struct _shmring_msg_rec *x)
+static uint32_t owner_pid(uint64_t o)
 {
-	if (!atomic_load_explicit(&((struct _shmring_msg_rec *)(uintptr_t)x)->lk,
-				  memory_order_relaxed))
+	return (uint32_t)(o & ~_SHMRING_MSG_LOCKED);
+}
+
+/* Whether the owner o of record x, if it has the flag, still holds its lock: 1 alive, 0 dead,
+ * -1 unknown (no flag, no file to ask through, or the query failed). */
+static int lock_verdict(struct shmring *r, const struct _shmring_msg_rec *x, uint64_t o)
+{
+	if (!(o & _SHMRING_MSG_LOCKED))
 		return -1;
 	int held = _shmring_rec_locked(r, (unsigned)(x - r->msg.c.recs));
 	return held < 0 ? -1 : held;
+}
+
+/* For a taker: whether record x's owner o is gone. lr is our own lock call's result on the
+ * record's byte (0: we hold it now, so no live description does). */
+static int owner_gone(struct shmring *r, const struct _shmring_msg_rec *x, uint64_t o, int lr)
+{
+	if (o & _SHMRING_MSG_LOCKED) {
+		int v = lr == 0 ? 0 : lock_verdict(r, x, o);
+		if (v >= 0)
+			return !v;
+	}
+	/* By pid; a foreign owner without a lock to judge it by stays. */
+	return !foreign(x) && shmring_msg_pid_gone(owner_pid(o), NULL);
 }
 
 int _shmring_msg_rec_take(struct shmring *r)
 {
 	uint32_t me = _shmring_msg_pid();
 
+	/* A child producing through its parent's handle takes a record, and a lock, of its own. */
+	_shmring_rec_after_fork(r);
 	/* A free record first; else one whose owner is gone and whose last claim the consumer
 	 * has passed (a claim it still waits on must stay attributed to the dead owner). */
 	for (int pass = 0; pass < 2; pass++) {
@@ -124,42 +144,25 @@ int _shmring_msg_rec_take(struct shmring *r)
 			if (lr == -EAGAIN)
 				continue;
 			if (pass == 1) {
-				/* By its lock if it had one (namespace-proof: a producer of
-				 * another pid namespace too), else by pid; a foreign owner
-				 * without a lock cannot be judged by pid and stays. */
-				int dead =
-				    atomic_load_explicit(&x->lk, memory_order_relaxed) && lr == 0
-					? 1
-				    : foreign(x) ? 0
-						 : shmring_msg_pid_gone((uint32_t)o, NULL);
 				uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
 				uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
 				uint64_t h =
 				    atomic_load_explicit(r->cons_pos, memory_order_acquire);
-				if (!dead || (c && (int64_t)(e - h) > 0)) {
+				if (!owner_gone(r, x, o, lr) || (c && (int64_t)(e - h) > 0)) {
 					if (lr == 0)
 						_shmring_rec_unlock(r, (unsigned)i);
 					continue;
 				}
 			}
-			/* Without a lock of our own, lk says 0 before the record can be ours: a
-			 * dead owner's 1 left there would have a judge find the lock free and
-			 * call us dead. (Should the record go to another taker instead, a late 0
-			 * only has it judged by pid, as a record without a lock is.) */
-			if (lr != 0)
-				atomic_store_explicit(&x->lk, 0, memory_order_relaxed);
+			uint64_t mine = me | (lr == 0 ? _SHMRING_MSG_LOCKED : 0);
 			/* A7: pairs with R7 in _shmring_msg_handle_fini(). */
 			if (atomic_compare_exchange_strong_explicit(
-				&x->owner, &o, me, memory_order_acq_rel, memory_order_relaxed)) {
+				&x->owner, &o, mine, memory_order_acq_rel, memory_order_relaxed)) {
 				atomic_store_explicit(&x->ns, pid_ns(), memory_order_relaxed);
 				atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
-				/* Published with our first claim (R6 in the reserve). Until then a
-				 * judge may see the last owner's 1, and finds the lock held: ours.
-				 */
-				if (lr == 0)
-					atomic_store_explicit(&x->lk, 1, memory_order_relaxed);
 				r->msg.p.rec = x;
 				r->msg.p.rec_pid = me;
+				r->msg.p.rec_locked = lr == 0;
 				return 0;
 			}
 			if (lr == 0)
@@ -172,43 +175,40 @@ int _shmring_msg_rec_take(struct shmring *r)
 void _shmring_msg_handle_fini(struct shmring *r)
 {
 	struct _shmring_msg_rec *x = r->msg.p.rec;
-	uint64_t me = r->msg.p.rec_pid;
+	uint64_t me = r->msg.p.rec_pid | (r->msg.p.rec_locked ? _SHMRING_MSG_LOCKED : 0);
 
 	/* Only the process that took the record gives it back (a forked child closing the
 	 * handles it inherited must not free its parent's record). A handle closed with a claim
 	 * still unwritten (only a test does that) keeps its record named, so that recovery can
 	 * attribute the claim (its lock goes with the handle's description: dead by lock). */
-	if (!x || me != _shmring_msg_pid() || r->msg.p.res_active)
+	if (!x || r->msg.p.rec_pid != _shmring_msg_pid() || r->msg.p.res_active)
 		return;
 	atomic_store_explicit(&x->claim, 0, memory_order_relaxed);
-	int locked = atomic_load_explicit(&x->lk, memory_order_relaxed) != 0;
-	atomic_store_explicit(&x->lk, 0, memory_order_relaxed);
-	/* R7: pairs with A7 in _shmring_msg_rec_take(). */
+	/* R7: pairs with A7 in _shmring_msg_rec_take(). Freed before the lock goes: a taker
+	 * that gets the lock then finds the record free or another's. */
 	atomic_compare_exchange_strong_explicit(&x->owner, &me, 0, memory_order_release,
 						memory_order_relaxed);
-	if (locked)
+	if (r->msg.p.rec_locked)
 		_shmring_rec_unlock(r, (unsigned)(x - r->msg.c.recs));
 }
 
 /*
- * Whether the owner o of record x is dead, for recovery. A foreign owner (another pid namespace)
- * that holds a lock is judged by it alone: its pid means nothing to a judge by pid, and the lock
- * cannot be wrong (found in review: a dead producer of another namespace wedged the ring until
- * a judge that knew was asked, and one that claimed 64 records in turn shut every producer out).
- * Any other owner is is_dead's to judge, as the caller asked; a foreign one without a lock as
- * foreign_rule says.
+ * Whether the owner o of record x is dead, for recovery. An owner that holds its record's lock
+ * is judged by it alone, in both directions: the lock cannot be wrong (found in review: a dead
+ * producer of another pid namespace, whose pid means nothing to a judge by pid, wedged the ring
+ * until a judge that knew was asked, and 64 of them shut every producer out), and no judge may
+ * call a live producer dead. Any other owner is is_dead's to judge, as the caller asked; one of
+ * another pid namespace as foreign_rule says.
  */
 static int judged_dead(struct shmring *r, const struct _shmring_msg_rec *x, uint64_t o,
 		       int (*is_dead)(uint32_t, void *), void *arg, int foreign_rule)
 {
-	if (foreign(x)) {
-		int v = lock_verdict(r, x);
-		if (v >= 0)
-			return !v;
-		if (foreign_rule != _SHMRING_FOREIGN_ASK)
-			return foreign_rule != _SHMRING_FOREIGN_ALIVE;
-	}
-	return is_dead((uint32_t)o, arg) != 0;
+	int v = lock_verdict(r, x, o);
+	if (v >= 0)
+		return !v;
+	if (foreign_rule != _SHMRING_FOREIGN_ASK && foreign(x))
+		return foreign_rule != _SHMRING_FOREIGN_ALIVE;
+	return is_dead(owner_pid(o), arg) != 0;
 }
 
 /*
@@ -257,11 +257,12 @@ static int busy_alive(struct shmring *r, uint64_t h, uint32_t pid, int (*is_dead
 		struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
 		uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
-		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0 ||
-		    atomic_load_explicit(&x->owner, memory_order_relaxed) != pid)
+		uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
+		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0 || o == 0 ||
+		    o > UINT32_MAX || owner_pid(o) != pid)
 			continue;
 		named = 1;
-		if (!judged_dead(r, x, pid, is_dead, arg, foreign_rule))
+		if (!judged_dead(r, x, o, is_dead, arg, foreign_rule))
 			return 1;
 	}
 	return named ? 0 : !is_dead(pid, arg);

@@ -602,7 +602,9 @@ static void claims_child(void)
 		if (s->rec_fd >= 0)
 			close(s->rec_fd);
 		s->rec_fd = -1;
-		s->rec_fd_state = -1; /* and the parent's handle takes none in the child */
+		/* And the parent's handle takes none in the child, but for a message ring's
+		 * producer, whose child takes a record of its own (_shmring_rec_after_fork()). */
+		s->rec_fd_state = -2;
 		s->roles = 0;
 		/* Unlinked: a claim the child then makes links it again, so that the child's
 		 * own children forget it in turn (found in review: a grandchild's close freed
@@ -766,6 +768,12 @@ int _shmring_rec_open(struct shmring *r)
 	}
 	pthread_mutex_unlock(&claims_mu);
 	return rc;
+}
+
+void _shmring_rec_after_fork(struct shmring *r)
+{
+	if (r->sync->rec_fd_state == -2)
+		r->sync->rec_fd_state = 0;
 }
 
 int _shmring_rec_lock(struct shmring *r, unsigned i)

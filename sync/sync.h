@@ -128,9 +128,10 @@ struct _shmring_sync {
 	int live_slot[2];      /* anonymous memory: our slot, or -1 */
 	uint64_t live_word[2]; /* ... and the word we put there */
 	int rec_fd;	       /* MPMC: own open file description holding our record's lock */
-	int rec_fd_state;      /* 0 not tried, 1 open, -1 unavailable (no file or no /proc) */
-	int fifo_fd;	       /* event FIFO, opened lazily (-1) */
-	int fifo_wfd;	       /* producer's write end (-1) */
+	int rec_fd_state; /* 0 not tried, 1 open, -1 unavailable (no file or no /proc), -2 closed
+			   * in a fork child (claims_child()) */
+	int fifo_fd;	  /* event FIFO, opened lazily (-1) */
+	int fifo_wfd;	  /* producer's write end (-1) */
 	struct shmring_wait_policy pol;
 	_Alignas(8) struct shmring_stats st; /* relaxed counters, this handle only */
 	struct _shmring_sync *next, *prev;   /* process list of handles holding OFD claims */
@@ -177,6 +178,9 @@ void _shmring_wq_wake(struct shmring *r, int dir, int force);
  * holds record i's lock, 0 if none does, -ENOTSUP or -errno.
  */
 int _shmring_rec_open(struct shmring *r);
+/* In a fork child, lets an inherited handle open a description of its own again (a message
+ * ring's producer takes a record of its own there; an MPMC handle must not be used). */
+void _shmring_rec_after_fork(struct shmring *r);
 int _shmring_rec_lock(struct shmring *r, unsigned i);
 void _shmring_rec_unlock(struct shmring *r, unsigned i);
 int _shmring_rec_locked(struct shmring *r, unsigned i);

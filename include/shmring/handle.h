@@ -64,6 +64,7 @@ struct shmring {
 			uint32_t res_active;
 			struct _shmring_msg_rec *rec; /* MPSC: our claim record, or NULL */
 			uint32_t rec_pid;	      /* the pid its owner word holds */
+			uint32_t rec_locked; /* 1: we hold its lock (_SHMRING_MSG_LOCKED) */
 		} p;
 		alignas(64) struct {
 			uint64_t peek_stride;	       /* bytes of the peeked record; 0 when none */

@@ -222,7 +222,7 @@ static inline uint64_t _shmring_mp_ent(const struct shmring *r, uint64_t cyc, ui
  * neighbour to another region); measured on a 16-core Xeon (docs/bench-16cpu-2026-11-24.txt,
  * section 4), that made a burst of 32 touch 16 lines that the next burst, on positions 32 on,
  * shared with it, and gave 1/2 to 2/3 of the burst throughput of runs, for no gain one element
- * at a time. Part of the shared format (ABI 5): entry_pos() in ring/mpmc.c
+ * at a time. Part of the shared format (since ABI 5): entry_pos() in ring/mpmc.c
  * inverts it.
  */
 static inline _Atomic uint64_t *_shmring_mp_slot(const struct shmring *r, int q, uint64_t p)

@@ -61,7 +61,8 @@
 
 /* Producer claim records of an MPSC ring: at most this many producing handles; beyond that,
  * reserve and send say -EUSERS. A dead producer's record is taken again once the consumer has
- * passed its last claim (one of another pid namespace only if it held its record's lock). */
+ * passed its last claim (one of another pid namespace only if it held its record's lock, and
+ * the taker has the file to see that). */
 #define SHMRING_MSG_PRODUCERS 64
 
 /*
@@ -73,13 +74,18 @@
  * other producers live.
  */
 struct _shmring_msg_rec {
-	_Atomic uint64_t owner; /* pid of the handle's process; 0 free */
+	_Atomic uint64_t owner; /* pid of the handle's process | _SHMRING_MSG_LOCKED; 0 free */
 	_Atomic uint64_t claim; /* t | 1 while claiming from t (or holding what it claimed); 0 */
 	_Atomic uint64_t end;	/* end of that claim */
 	_Atomic uint64_t ns;	/* owner's pid namespace (inode of /proc/self/ns/pid); 0 unknown */
-	_Atomic uint64_t lk;	/* 1: the owner holds this record's OFD lock (ring/msg.c) */
-	uint64_t pad_[3];
+	uint64_t pad_[4];
 };
+
+/* Owner word flag: the owner holds the record's OFD lock on the ring's file (ring/msg.c). In the
+ * same word as the pid, so that no owner change can leave it stale (found in review: in a word
+ * of its own, a taker's late clear hid a lock holder, and an older library's owner inherited a
+ * dead owner's flag). Bit 31: Linux pids stay below 2^22. */
+#define _SHMRING_MSG_LOCKED (1ull << 31)
 
 /* One message of a burst. send: base, len, type in. recv: base and cap in; len, type out. */
 struct shmring_msgvec {
@@ -709,13 +715,14 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * and only up to the end of that claim (a next claim, not written yet either, waits for its
  * own round). A zero header that no record names (which only a corrupt or hostile peer makes)
  * asks is_dead(0, arg), which must then say yes only when no live producer can be inside that
- * window; the zeroed span up to the next written header is discarded. A producer whose claim
- * record says it runs in another pid namespace than the caller (both with /proc) is judged by
- * the record's OFD lock where it holds one (a ring with a file, opened by name or path, and
- * /proc on the producer's side: the lock goes when the producer dies, in any namespace), and
- * is_dead is not asked: held, it is alive; free, dead. Without a lock it is not asked about
- * either: a pid judge cannot tell its pid from one of ours, and it counts as alive, so its claim,
- * if it died, waits for shmring_msg_recover_all(). is_dead must never say yes for a producer that
+ * window; the zeroed span up to the next written header is discarded. A producer whose record
+ * holds its OFD lock (a ring with a file, opened by name or path, /proc on the producer's side;
+ * the lock goes when the producer dies, in any pid namespace) is judged by that lock, when the
+ * caller's handle has the file, and is_dead is not asked: held, it is alive; free, dead. Of the
+ * others, one whose record says it runs in another pid namespace than the caller (both with
+ * /proc) is not asked about either: a pid judge cannot tell its pid from one of ours, and it
+ * counts as alive, so its claim, if it died, waits for shmring_msg_recover_all(). is_dead must
+ * never say yes for a producer that
  * is alive: its late stores (its payload, a short commit's discard header) land in space the ring
  * has reused, and later records read as corrupt. Returns 1 if a record was discarded, 0 if nothing
  * was stuck or the claimant is alive (and always 0 on SPSC, where a dead producer holds no claim),
@@ -723,10 +730,10 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  */
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
 
-/* Consumer, MPSC. As shmring_msg_recover(), but is_dead is asked about every producer, those of
- * other pid namespaces included (their own pids, which may name another process or none here),
- * except those judged by their record's lock: for a judge that knows them, never for
- * shmring_msg_pid_gone. Same returns. */
+/* Consumer, MPSC. As shmring_msg_recover(), but is_dead is asked about every producer not judged
+ * by its record's lock, those of other pid namespaces included (their own pids, which may name
+ * another process or none here): for a judge that knows them, never for shmring_msg_pid_gone.
+ * Same returns. */
 int shmring_msg_recover_all(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
 
 /* An is_dead for shmring_msg_recover(): 1 when no process has this pid, or it has exited and

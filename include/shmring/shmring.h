@@ -23,7 +23,7 @@
 #error "shmring's headers are C11 (they use <stdatomic.h>); call them from a C translation unit"
 #endif
 
-#define SHMRING_ABI_VERSION 5u
+#define SHMRING_ABI_VERSION 6u
 
 /* Ring kinds, recorded in the segment header. */
 enum shmring_kind {

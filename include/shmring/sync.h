@@ -136,10 +136,11 @@ int shmring_spsc_peek_wait(struct shmring *r, unsigned n, const void **slots,
  * shmring_msg_recover() with shmring_msg_pid_gone() does) within one slice of the wait policy;
  * once the producer role has no live holder, a claim whose header was never written is
  * discarded as well (this assumes every producer of the ring claims SHMRING_F_PRODUCER). The
- * claim of a producer of another pid namespace is judged by its record's lock on a ring with a
- * file (shmring/msg.h, shmring_msg_recover()); without one it is never discarded here (its pid
- * means nothing to shmring_msg_pid_gone()): what was committed behind it waits for
- * shmring_msg_recover_all() with a judge that knows, and the consumer may see -EPIPE first.
+ * claim of a producer that holds its record's lock is judged by it, on a ring with a file
+ * (shmring/msg.h, shmring_msg_recover()); the claim of one of another pid namespace without a
+ * lock is never discarded here (its pid means nothing to shmring_msg_pid_gone()): what was
+ * committed behind it waits for shmring_msg_recover_all() with a judge that knows, and the
+ * consumer may see -EPIPE first.
  */
 int shmring_msg_send_wait(struct shmring *r, const void *buf, uint32_t len, uint32_t type,
 			  const struct timespec *deadline);
