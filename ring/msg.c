@@ -112,17 +112,25 @@ static int lock_verdict(struct shmring *r, const struct _shmring_msg_rec *x, uin
 }
 
 /* For a taker: whether record x's owner o is gone. lr is our own lock call's result on the
- * record's byte (0: we hold it now, so no live description does). */
+ * record's byte (0: we hold it now, so no live description does, and no one can take the record
+ * with the flag before we drop it). */
 static int owner_gone(struct shmring *r, const struct _shmring_msg_rec *x, uint64_t o, int lr)
 {
 	if (o & _SHMRING_MSG_LOCKED) {
-		int v = lr == 0 ? 0 : lock_verdict(r, x, o);
-		if (v >= 0)
-			return !v;
+		if (lr == 0)
+			return 1;
+		if (lock_verdict(r, x, o) == 1)
+			return 0;
+		/* Free, but we hold no lock (out of descriptors, no /proc): the record may be
+		 * freed and taken again under the very same owner word before our CAS, by another
+		 * handle of that process, and we would take it from under that one (found in
+		 * review). A free lock proves nothing to us: judge by pid, as MPMC does. */
 	}
 	/* By pid; a foreign owner without a lock to judge it by stays. */
 	return !foreign(x) && shmring_msg_pid_gone(owner_pid(o), NULL);
 }
+
+void (*_shmring_msg_take_hook)(struct shmring *r, int i, int point);
 
 int _shmring_msg_rec_take(struct shmring *r)
 {
@@ -140,6 +148,8 @@ int _shmring_msg_rec_take(struct shmring *r)
 				continue;
 			/* The lock first: a live owner (or another taker) holds it, and then the
 			 * record is not ours to take. Free, it is ours until we drop it. */
+			if (__builtin_expect(_shmring_msg_take_hook != NULL, 0) && pass == 1)
+				_shmring_msg_take_hook(r, i, 0);
 			int lr = _shmring_rec_lock(r, (unsigned)i);
 			if (lr == -EAGAIN)
 				continue;
@@ -154,6 +164,8 @@ int _shmring_msg_rec_take(struct shmring *r)
 					continue;
 				}
 			}
+			if (__builtin_expect(_shmring_msg_take_hook != NULL, 0) && pass == 1)
+				_shmring_msg_take_hook(r, i, 1);
 			uint64_t mine = me | (lr == 0 ? _SHMRING_MSG_LOCKED : 0);
 			/* A7: pairs with R7 in _shmring_msg_handle_fini(). */
 			if (atomic_compare_exchange_strong_explicit(
@@ -234,7 +246,7 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0)
 			continue;
 		uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
-		if (o == 0 || o > UINT32_MAX)
+		if (owner_pid(o) == 0 || o > UINT32_MAX)
 			continue; /* freed, or not a pid: names nobody */
 		named = 1;
 		if (!judged_dead(r, x, o, is_dead, arg, foreign_rule))
@@ -258,8 +270,8 @@ static int busy_alive(struct shmring *r, uint64_t h, uint32_t pid, int (*is_dead
 		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
 		uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
 		uint64_t o = atomic_load_explicit(&x->owner, memory_order_relaxed);
-		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0 || o == 0 ||
-		    o > UINT32_MAX || owner_pid(o) != pid)
+		if (!c || (int64_t)(h - (c & ~1ull)) < 0 || (int64_t)(e - h) <= 0 ||
+		    owner_pid(o) == 0 || o > UINT32_MAX || owner_pid(o) != pid)
 			continue;
 		named = 1;
 		if (!judged_dead(r, x, o, is_dead, arg, foreign_rule))

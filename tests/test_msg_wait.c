@@ -10,11 +10,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../ring/internal.h"
 #include "testutil.h"
 
 /* A wait never ends before its deadline, and ends at most TOL_MS after it (see test_sync.c). */
@@ -843,4 +845,102 @@ Test(msg_wait, fork_child_producing_through_an_inherited_handle_takes_a_lock)
 	cr_assert(atomic_load(&r->msg.p.rec->owner) & _SHMRING_MSG_LOCKED, "the parent's lost");
 	shmring_close(r);
 	shmring_unlink(name);
+}
+
+/* The ABA test's state: the handles of this process that own records, and the descriptors it
+ * holds to stay out of them. */
+static struct {
+	const char *name;
+	struct shmring *h[SHMRING_MSG_PRODUCERS], *h2;
+	int spare[4096], nspare;
+	int done;
+} aba;
+
+static void aba_fill_fds(void)
+{
+	int fd;
+	while (aba.nspare < 4096 && (fd = dup(0)) >= 0)
+		aba.spare[aba.nspare++] = fd;
+}
+
+static void aba_free_fds(int n)
+{
+	while (n-- > 0 && aba.nspare > 0)
+		close(aba.spare[--aba.nspare]);
+}
+
+/* Point 0, record 0: its owner closes (the record is free, its lock dropped), and the taker
+ * stays without descriptors. Point 1: another handle of the same process takes record 0 again,
+ * under the same owner word, before the taker's CAS. */
+static void aba_hook(struct shmring *r, int i, int point)
+{
+	(void)r;
+	if (i != 0 || aba.done == 2)
+		return;
+	if (point == 0 && aba.done == 0) {
+		shmring_close(aba.h[0]);
+		aba.h[0] = NULL;
+		aba_fill_fds();
+		aba.done = 1;
+	} else if (point == 1 && aba.done == 1) {
+		struct shmring_params q = {.kind = SHMRING_MSG_MPSC};
+		aba_free_fds(16);
+		cr_assert_eq(shmring_open(aba.name, &q, &aba.h2), 0);
+		cr_assert_eq(shmring_msg_send(aba.h2, "h2", 3, 2), 0);
+		aba_fill_fds();
+		aba.done = 2;
+	}
+}
+
+/*
+ * A taker without a lock of its own (out of descriptors) finds a record's lock free: that proves
+ * nothing to it, for the owner may close and another handle of the same process take the record
+ * again under the same owner word before the taker's CAS (found in review: the taker then stole
+ * the live handle's record, and recovery discarded that handle's claim). It judges by pid, and
+ * so leaves the record to the live handle.
+ */
+Test(msg_wait, lockless_taker_leaves_a_record_retaken_under_the_same_owner_word)
+{
+	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1 << 16};
+	struct shmring_params q = {.kind = SHMRING_MSG_MPSC};
+	struct shmring *r, *t;
+	char buf[64];
+
+	if (access("/proc/self/fd", F_OK) != 0)
+		cr_skip_test("no /proc to open the file through: no record lock");
+	/* Few descriptors, so that the taker can be kept out of them. */
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = 512;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	aba.name = tu_shm_name("aba");
+	cr_assert_eq(shmring_create(aba.name, &p, &r), 0);
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
+		cr_assert_eq(shmring_open(aba.name, &q, &aba.h[i]), 0);
+		cr_assert_eq(shmring_msg_send(aba.h[i], "x", 2, 1), 0);
+		cr_assert_eq(aba.h[i]->msg.p.rec, &r->msg.c.recs[i]);
+		cr_assert(aba.h[i]->msg.p.rec_locked);
+	}
+	cr_assert_eq(shmring_open(aba.name, &q, &t), 0);
+	aba_fill_fds();
+	_shmring_msg_take_hook = aba_hook;
+	int rc = shmring_msg_send(t, "t", 2, 3);
+	_shmring_msg_take_hook = NULL;
+	aba_free_fds(4096);
+	cr_assert_eq(aba.done, aba.done == 2 ? 2 : 1);
+	/* Either the taker judged the live process alive and found no record, or (a second handle
+	 * having taken record 0) the record is that handle's, locked, and not the taker's. */
+	cr_assert_eq(rc, -EUSERS, "the taker's send: %d (record 0 owner %#llx)", rc,
+		     (unsigned long long)atomic_load(&r->msg.c.recs[0].owner));
+	cr_assert_null(t->msg.p.rec);
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++)
+		while (shmring_msg_recv(r, buf, sizeof(buf), NULL) > 0)
+			;
+	for (int i = 1; i < SHMRING_MSG_PRODUCERS; i++)
+		shmring_close(aba.h[i]);
+	if (aba.h2)
+		shmring_close(aba.h2);
+	shmring_close(t);
+	shmring_close(r);
+	shmring_unlink(aba.name);
 }
