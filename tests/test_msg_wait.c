@@ -662,38 +662,36 @@ Test(msg_wait, dead_foreign_claim_is_recovered_by_its_lock, .timeout = 30)
 }
 
 /*
- * A live producer of another pid namespace holds its claim by its lock, even against a judge
- * that calls everyone dead (shmring_msg_recover_all()): the lock cannot be wrong, a judge can.
- * Its commit then lands. Child exit codes: 0 its commit landed, 2 set-up, 4 -EOWNERDEAD, 77 no
- * pid namespace here.
+ * A live producer holds its claim by its record's lock, even against a judge that calls everyone
+ * dead (shmring_msg_recover() and shmring_msg_recover_all()): the lock cannot be wrong, a judge
+ * can. Its commit then lands. The producer runs in a new pid namespace (other_ns) or in ours.
+ * Returns its exit code: 0 its commit landed, 2 set-up, 4 -EOWNERDEAD, 77 no pid namespace.
  */
-Test(msg_wait, live_foreign_claim_is_held_by_its_lock, .timeout = 30)
+static int live_claim_held(const char *tag, int other_ns)
 {
-	const char *name = tu_shm_name("foreignlive");
+	const char *name = tu_shm_name(tag);
 	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 4096};
 	struct shmring *r;
 	int up[2], down[2];
 	char buf[64], go = 'y';
 
-	if (access("/proc/self/fd", F_OK) != 0)
-		cr_skip_test("no /proc to open the file through: no record lock");
 	cr_assert_eq(shmring_create(name, &p, &r), 0);
 	cr_assert_eq(pipe(up), 0);
 	cr_assert_eq(pipe(down), 0);
-	pid_t c = fork_in_new_pid_ns();
+	pid_t c = other_ns ? fork_in_new_pid_ns() : fork();
 	cr_assert_geq(c, 0);
 	if (c == 0) {
-		close(up[0]);
-		close(down[1]);
 		struct shmring_params q = {.kind = SHMRING_MSG_MPSC};
 		struct shmring *h;
 		void *w;
+		/* Not for ever: a new namespace's first process holds our ends too, so a test
+		 * that failed would not close them. */
+		struct pollfd pf = {.fd = down[0], .events = POLLIN};
+		close(up[0]);
+		close(down[1]);
 		if (shmring_open(name, &q, &h) != 0 || shmring_msg_reserve(h, 16, &w) != 0)
 			_exit(2);
 		memcpy(w, "held by a lock", 15);
-		/* Not for ever: the namespace's first process holds our ends too, so a test
-		 * that failed would not close them. */
-		struct pollfd pf = {.fd = down[0], .events = POLLIN};
 		if (write(up[1], &go, 1) != 1 || poll(&pf, 1, 10000) != 1 ||
 		    read(down[0], &go, 1) != 1)
 			_exit(2);
@@ -709,13 +707,26 @@ Test(msg_wait, live_foreign_claim_is_held_by_its_lock, .timeout = 30)
 		cr_assert_eq(write(down[1], &go, 1), 1);
 	}
 	int st = tu_wait(c);
+	if (st == 0) {
+		cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), NULL), 15);
+		cr_assert_str_eq(buf, "held by a lock");
+	}
+	close(up[0]);
+	close(down[1]);
+	shmring_close(r);
+	shmring_unlink(name);
+	return st;
+}
+
+/* Of another pid namespace, whose pid means nothing to a judge by pid. */
+Test(msg_wait, live_foreign_claim_is_held_by_its_lock, .timeout = 30)
+{
+	if (access("/proc/self/fd", F_OK) != 0)
+		cr_skip_test("no /proc to open the file through: no record lock");
+	int st = live_claim_held("foreignlive", 1);
 	if (st == 77)
 		cr_skip_test("no pid namespace here");
 	cr_assert_eq(st, 0, "the producer in the other namespace: %d", st);
-	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), NULL), 15);
-	cr_assert_str_eq(buf, "held by a lock");
-	shmring_close(r);
-	shmring_unlink(name);
 }
 
 /*
@@ -762,53 +773,14 @@ Test(msg_wait, dead_foreign_records_are_taken_again, .timeout = 30)
 	shmring_unlink(name);
 }
 
-/*
- * A live producer of our own pid namespace holds its claim by its lock too, against a judge that
- * calls everyone dead: no judge may discard a live producer's claim, and the lock says which are
- * (the review's point: only another namespace's were judged by it). Exit codes as above.
- */
+/* Of our own pid namespace too: no judge may discard a live producer's claim, and the lock says
+ * which are (the review's point: only another namespace's were judged by it). */
 Test(msg_wait, live_claim_is_held_by_its_lock_against_any_judge, .timeout = 30)
 {
-	const char *name = tu_shm_name("locallive");
-	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 4096};
-	struct shmring *r;
-	int up[2], down[2];
-	char buf[64], go = 'y';
-
 	if (access("/proc/self/fd", F_OK) != 0)
 		cr_skip_test("no /proc to open the file through: no record lock");
-	cr_assert_eq(shmring_create(name, &p, &r), 0);
-	cr_assert_eq(pipe(up), 0);
-	cr_assert_eq(pipe(down), 0);
-	pid_t c = fork();
-	if (c == 0) {
-		struct shmring_params q = {.kind = SHMRING_MSG_MPSC};
-		struct shmring *h;
-		void *w;
-		struct pollfd pf = {.fd = down[0], .events = POLLIN};
-		close(up[0]);
-		close(down[1]);
-		if (shmring_open(name, &q, &h) != 0 || shmring_msg_reserve(h, 16, &w) != 0)
-			_exit(2);
-		memcpy(w, "held by a lock", 15);
-		if (write(up[1], &go, 1) != 1 || poll(&pf, 1, 10000) != 1 ||
-		    read(down[0], &go, 1) != 1)
-			_exit(2);
-		int rc = shmring_msg_commit(h, 15, 7);
-		_exit(rc == 0 ? 0 : rc == -EOWNERDEAD ? 4 : 2);
-	}
-	close(up[1]);
-	close(down[0]);
-	cr_assert_eq(read(up[0], &go, 1), 1);
-	cr_assert_eq(shmring_msg_recover(r, always_dead, NULL), 0);
-	cr_assert_eq(shmring_msg_recover_all(r, always_dead, NULL), 0);
-	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), NULL), -EAGAIN);
-	cr_assert_eq(write(down[1], &go, 1), 1);
-	cr_assert_eq(tu_wait(c), 0, "the producer's commit");
-	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), NULL), 15);
-	cr_assert_str_eq(buf, "held by a lock");
-	shmring_close(r);
-	shmring_unlink(name);
+	int st = live_claim_held("locallive", 0);
+	cr_assert_eq(st, 0, "the producer: %d", st);
 }
 
 /*

@@ -17,9 +17,9 @@
 
 #include "testutil.h"
 
-/* Runs argv with stdout into out (up to len - 1 bytes, NUL-terminated); a child still running
- * after 20 s is killed (SIGALRM survives exec). Returns the exit status, or 128 + signal. */
-static int run(char *const argv[], char *out, size_t len)
+/* Starts argv with stdout and stderr into a pipe; returns the child, *fd the pipe's read end.
+ * A child still running after 20 s is killed (SIGALRM survives exec). */
+static pid_t start(char *const argv[], int *fd)
 {
 	int p[2];
 
@@ -27,6 +27,7 @@ static int run(char *const argv[], char *out, size_t len)
 	pid_t c = fork();
 	if (c == 0) {
 		dup2(p[1], 1);
+		dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
 		alarm(20);
@@ -34,12 +35,30 @@ static int run(char *const argv[], char *out, size_t len)
 		_exit(127);
 	}
 	close(p[1]);
+	*fd = p[0];
+	return c;
+}
+
+/* Reads fd to its end into out (len - 1 bytes at most, NUL-terminated), closes it. */
+static void slurp(int fd, char *out, size_t len)
+{
 	size_t n = 0;
 	ssize_t k;
-	while ((k = read(p[0], out + n, len - 1 - n)) > 0 && (n += (size_t)k) < len - 1)
+
+	while ((k = read(fd, out + n, len - 1 - n)) > 0 && (n += (size_t)k) < len - 1)
 		;
 	out[n] = '\0';
-	close(p[0]);
+	close(fd);
+}
+
+/* Runs argv with its stdout and stderr into out (up to len - 1 bytes, NUL-terminated); a child
+ * still running after 20 s is killed. Returns the exit status, or 128 + signal. */
+static int run(char *const argv[], char *out, size_t len)
+{
+	int fd;
+	pid_t c = start(argv, &fd);
+
+	slurp(fd, out, len);
 	return tu_wait(c);
 }
 
@@ -120,40 +139,6 @@ Test(examples, consumer_fails_on_a_corrupt_ring)
 	int st = tu_wait(c);
 	cr_assert_eq(st, 1, "the consumer's exit status: %d", st);
 	shmring_close(r);
-}
-
-/* Starts argv with stdout and stderr into a pipe; returns the child, *fd the pipe's read end.
- * A child still running after 20 s is killed (SIGALRM survives exec). */
-static pid_t start(char *const argv[], int *fd)
-{
-	int p[2];
-
-	cr_assert_eq(pipe(p), 0);
-	pid_t c = fork();
-	if (c == 0) {
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		close(p[0]);
-		close(p[1]);
-		alarm(20);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	*fd = p[0];
-	return c;
-}
-
-/* Reads fd to its end into out (len - 1 bytes at most, NUL-terminated), closes it. */
-static void slurp(int fd, char *out, size_t len)
-{
-	size_t n = 0;
-	ssize_t k;
-
-	while ((k = read(fd, out + n, len - 1 - n)) > 0 && (n += (size_t)k) < len - 1)
-		;
-	out[n] = '\0';
-	close(fd);
 }
 
 /* The example consumer claims its role and receives with the blocking calls: a producer that
