@@ -312,6 +312,9 @@ static void wake_q(struct shmring *r, struct _shmring_wq *q, uint32_t v, int for
 	}
 }
 
+static void try_cool(struct _shmring_wq *q, uint32_t v, uint64_t now, uint64_t slept,
+		     uint64_t *seen);
+
 void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters)
 {
 	struct _shmring_wq *q =
@@ -326,6 +329,25 @@ void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters)
 	/* A4': the registration we see carries the seq its sleeper read (see A4). */
 	v = atomic_load_explicit(waiters, memory_order_acquire);
 	wake_q(r, q, v, 0);
+	/* Hot with nobody registered: a handle that only publishes, non-blocking, cools it too
+	 * (else the queue stayed hot, and this fence and call stayed on every publish, until some
+	 * blocking call of a handle of it returned without sleeping). It looks at the clock once
+	 * every 64 such publishes; a sleeper seen registered, or a pause of a second between two
+	 * looks, starts its second again, so a queue whose sleeper sleeps often stays hot. */
+	if (__builtin_expect(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0)) {
+		struct _shmring_sync *s = r->sync;
+		int dir =
+		    q == &s->area->wq[_SHMRING_DIR_DATA] ? _SHMRING_DIR_DATA : _SHMRING_DIR_SPACE;
+		if (v & _SHMRING_WQ_COUNT) {
+			s->wake_seen_ns[dir] = 0;
+		} else if (!(++s->wake_hot[dir] & 63)) {
+			uint64_t now = now_ns();
+			if (now - s->wake_look_ns[dir] > 1000000000ull)
+				s->wake_seen_ns[dir] = 0;
+			s->wake_look_ns[dir] = now;
+			try_cool(q, v, now, 0, &s->wake_seen_ns[dir]);
+		}
+	}
 }
 
 void _shmring_wq_wake(struct shmring *r, int dir, int force)
@@ -984,28 +1006,39 @@ static int cool(struct shmring *r, int dir, int rc)
 		s->hot_seen_ns[dir] = 0;
 		return rc;
 	}
+	try_cool(q, v, now_ns(), s->last_sleep_ns, &s->hot_seen_ns[dir]);
+	return rc;
+}
+
+/* Clears HOT and HOTP of queue q (whose waiters word read v, hot) if nobody is registered and
+ * neither slept (the handle's last sleep) nor *seen (when the handle first saw the queue hot, set
+ * here if 0) lies within the second before now. The waker's side keeps *seen apart from the
+ * blocking side's, so that a handle used by a producer thread and a consumer thread at once
+ * shares no field between them. */
+static void try_cool(struct _shmring_wq *q, uint32_t v, uint64_t now, uint64_t slept,
+		     uint64_t *seen)
+{
 	/* A second since this handle's last sleep, and since it first saw the queue hot: HOT is
 	 * the queue's, and a handle that never sleeps would otherwise cool it at once under one
 	 * that sleeps often, whose every sleep would then pay M1 again; with the second, at most
 	 * one M1 a second (found in review, as was the opposite: a queue left hot for good once
 	 * its only sleeper had gone). */
-	uint64_t now = now_ns(), since = s->last_sleep_ns;
-	if (!s->hot_seen_ns[dir])
-		s->hot_seen_ns[dir] = now;
-	if (s->hot_seen_ns[dir] > since)
-		since = s->hot_seen_ns[dir];
+	uint64_t since = slept;
+	if (!*seen)
+		*seen = now;
+	if (*seen > since)
+		since = *seen;
 	if (now - since <= 1000000000ull)
-		return rc;
+		return;
 	/* Bounded: a peer rewriting the word without end must not keep us here. */
 	for (int i = 0;
 	     i < 4 && !(v & _SHMRING_WQ_COUNT) && (v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)); i++)
 		if (atomic_compare_exchange_weak_explicit(
 			&q->waiters, &v, v & ~(_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP),
 			memory_order_relaxed, memory_order_relaxed)) {
-			s->hot_seen_ns[dir] = 0;
+			*seen = 0;
 			break;
 		}
-	return rc;
 }
 
 int _shmring_settled(struct shmring *r, int dir, int rc)

@@ -475,6 +475,49 @@ Test(sync, hot_mode_cooled_by_a_handle_that_never_slept, .timeout = 30)
 	shmring_close(b);
 }
 
+/*
+ * A queue made hot by a sleep, whose handles then use non-blocking calls alone: the publisher
+ * cools it a second after it first saw it so (before, it stayed hot until some blocking call
+ * returned without sleeping, and every publish paid the fence and a call meanwhile); not at
+ * once, so that a sleeper that sleeps often keeps hot mode.
+ */
+Test(sync, hot_mode_cooled_by_non_blocking_publishes, .timeout = 30)
+{
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
+	struct shmring *b, *a;
+	size_t len;
+	uint64_t v = 7;
+
+	cr_assert_eq(shmring_create_anon(&p, &b), 0);
+	void *base = shmring_base(b, &len);
+	cr_assert_eq(shmring_attach(base, len, &p, &a), 0);
+	cr_assert_eq(shmring_set_wait_policy(a, &pol), 0);
+	struct timespec dl = tu_in_ms(50);
+	cr_assert_eq(shmring_spsc_pop_wait(a, &v, &dl), -ETIMEDOUT);
+	uint32_t w = atomic_load(b->wake_data);
+	if (w & _SHMRING_WQ_FENCE)
+		cr_skip_test("no membarrier here: wakers always fence, no hot mode");
+	cr_assert_neq(w & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0, "not hot: nothing tested");
+	uint64_t t0 = tu_now_ns(), cooled = 0;
+	for (uint64_t n = 0; !cooled && tu_now_ns() - t0 < 5000000000ull; n++) {
+		cr_assert_eq(shmring_spsc_push(b, &n), 0);
+		cr_assert_eq(shmring_spsc_pop(a, &v), 0);
+		cr_assert_eq(v, n);
+		if (!(atomic_load(b->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)))
+			cooled = tu_now_ns() - t0;
+		else if (!(n & 1023))
+			usleep(
+			    1000); /* a publisher that also pauses: still counted as one stretch */
+	}
+	cr_assert_neq(cooled, 0, "still hot after 5 s of non-blocking publishes");
+	cr_assert_geq(cooled, 1000000000ull, "cooled after %llu ms, before the second",
+		      (unsigned long long)(cooled / 1000000u));
+	cr_assert_eq(atomic_load(b->wake_data), 0, "the publish fast path still calls the waker");
+	shmring_close(a);
+	shmring_close(b);
+}
+
 /* Found in review: a negative tv_sec became about 2^64 ns (a wait that never timed out), and
  * tv_sec past about 1.8e10 wrapped (an immediate -ETIMEDOUT). */
 Test(sync, deadline_out_of_range, .timeout = 20)
