@@ -610,3 +610,55 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	tu_sweep_report(stats->tests_crashed);
 }
+
+/*
+ * Found in review: the inline data calls did not check the ring's kind, so shmring_mpmc_push on
+ * an SPSC handle crashed, and shmring_spsc_push on an MPMC or message ring said 0 and wrote
+ * through fields that kind does not use. Each answers -EINVAL now, and the ring is untouched.
+ */
+Test(spsc, data_calls_refuse_a_handle_of_another_kind)
+{
+	struct shmring_params pp[3] = {
+	    {.kind = SHMRING_SPSC, .elem_size = 8, .capacity = 8},
+	    {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = 8},
+	    {.kind = SHMRING_MSG, .capacity = 1024},
+	};
+	uint64_t e[4] = {1, 2, 3, 4};
+	void *w;
+	const void *rd;
+
+	for (int i = 0; i < 3; i++) {
+		struct shmring *r;
+		cr_assert_eq(shmring_create_anon(&pp[i], &r), 0);
+		if (i != 0) {
+			cr_assert_eq(shmring_spsc_push(r, e), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_pop(r, e), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_push_burst(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_push_bulk(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_pop_burst(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_pop_bulk(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_reserve(r, 1, &w), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_commit(r, 0), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_peek(r, 1, &rd), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_release(r, 0), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_size(r), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_spsc_free(r), -EINVAL, "kind %d", i);
+		}
+		if (i != 1) {
+			cr_assert_eq(shmring_mpmc_push(r, e), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_mpmc_pop(r, e), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_mpmc_push_burst(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_mpmc_push_bulk(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_mpmc_pop_burst(r, e, 4), -EINVAL, "kind %d", i);
+			cr_assert_eq(shmring_mpmc_pop_bulk(r, e, 4), -EINVAL, "kind %d", i);
+		}
+		/* Nothing went in through the wrong calls. */
+		if (i == 0)
+			cr_assert_eq(shmring_spsc_size(r), 0);
+		else if (i == 1)
+			cr_assert_eq(shmring_mpmc_size(r), 0);
+		else
+			cr_assert_eq(shmring_msg_recv(r, e, sizeof(e), NULL), -EAGAIN);
+		shmring_close(r);
+	}
+}

@@ -95,4 +95,13 @@ struct shmring {
 	} m;
 };
 
+/* Internal: the inline data calls of one kind answer -EINVAL on a handle of another kind (a
+ * push on the wrong handle would write through another kind's fields). One compare with a field
+ * on the line the fast path reads anyway. */
+#define _SHMRING_KIND_CHECK(r, k)                                                                  \
+	do {                                                                                       \
+		if (__builtin_expect((r)->kind != (k), 0))                                         \
+			return -EINVAL;                                                            \
+	} while (0)
+
 #endif

@@ -40,7 +40,8 @@
  *
  * Return convention (as SPSC): 0 or a count on success, -EAGAIN when nothing moved (full or
  * empty), -EPROTO when shared memory holds an impossible value (the handle is then broken),
- * -EINVAL. Every loop is bounded. None of these calls blocks or makes a system call.
+ * -EINVAL (also for a handle of another kind). Every loop is bounded. None of these calls blocks
+ * or makes a system call while no one sleeps on the ring.
  *
  * A handle is one participant: use it from one thread at a time. After fork() a child must make
  * its own handle (shmring_open for a named ring, or shmring_attach on shmring_base()), never use
@@ -190,11 +191,11 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  *    consumer that died after its take loses the elements it took (at most the n it asked for).
  * So a dead process loses at most the elements it was handling (one, or one call's bulk or
  * burst), and an element is never delivered twice. Recovery is itself safe to kill: a later call
- * resumes it. Returns the number of records recovered (0 if none was dead), -EAGAIN if a dead
- * record could not be finished yet because a live participant was mid-step or another handle
- * was taking it (call again), -EPROTO,
- * or -errno when a record lock call failed (ENOLCK, EMFILE: what was recovered before it is
- * complete; call again).
+ * resumes it. Returns the number of records recovered (0 if none was dead), -EAGAIN if none
+ * was and a dead record could not be finished yet because a live participant was mid-step or
+ * another handle was taking it (call again), -EPROTO, or -errno when a record lock call failed
+ * (ENOLCK, EMFILE: what was recovered before it is complete; call again). A positive count may
+ * also leave such a record behind: call again until it returns 0.
  * Any role; never blocks (it reads /proc and asks fcntl about locks). Cost: O(records), plus
  * O(capacity) for each dead participant that died inside its few-instruction fetch-and-add window.
  */
@@ -711,6 +712,7 @@ static inline void _shmring_mp_wake(struct shmring *r, _Atomic uint32_t *waiters
  */
 static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_MPMC);
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 	uint64_t idx, s;
 	int rc = _shmring_mp_deq(r, rec, _SHMRING_MP_FQ, &idx, &s);
@@ -728,6 +730,7 @@ static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
 /* Consumer. Copies one element out. Returns 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
 static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_MPMC);
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 	uint64_t idx, s;
 	int rc = _shmring_mp_deq(r, rec, _SHMRING_MP_AQ, &idx, &s);
@@ -749,6 +752,7 @@ static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 static inline int _shmring_mpmc_move_n(struct shmring *r, unsigned char *buf, unsigned n, int up_to,
 				       int push)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_MPMC);
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 	int from = push ? _SHMRING_MP_FQ : _SHMRING_MP_AQ, to = !from;
 	uint64_t idx[SHMRING_MPMC_BULK_MAX];

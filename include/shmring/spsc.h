@@ -11,9 +11,9 @@
  * Return convention of every data call: the number of elements moved (or 0 on success for the
  * single-element calls), -EAGAIN if nothing could move (full or empty), -EPROTO if the peer
  * wrote an impossible position (the handle is then broken and every later call says -EPROTO),
- * -EINVAL for a request that can never succeed. None of them blocks. None makes a system call
- * while no one sleeps on the ring; a publish that finds a sleeper registered wakes it
- * (sync/sync.h: one futex wake per sleep, not one per publish).
+ * -EINVAL for a request that can never succeed (a handle of another kind included). None of
+ * them blocks. None makes a system call while no one sleeps on the ring; a publish that finds a
+ * sleeper registered wakes it (sync/sync.h: one futex wake per sleep, not one per publish).
  *
  * Memory ordering: the producer fills slots, then publishes its position with a release store
  * (R1); the consumer reads that position with an acquire load (A2) before reading the slots.
@@ -185,6 +185,7 @@ static inline void _shmring_spsc_publish_head(struct shmring *r, uint64_t h)
 static inline int _shmring_spsc_push_n(struct shmring *r, const void *elems, unsigned n,
 				       int all_or_none)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	/* A broken handle answers -EPROTO to everything, even to requests that move nothing. */
 	if (n == 0)
 		return r->broken ? -EPROTO : 0;
@@ -204,6 +205,7 @@ static inline int _shmring_spsc_push_n(struct shmring *r, const void *elems, uns
 
 static inline int _shmring_spsc_pop_n(struct shmring *r, void *elems, unsigned n, int all_or_none)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	/* A broken handle answers -EPROTO to everything, even to requests that move nothing. */
 	if (n == 0)
 		return r->broken ? -EPROTO : 0;
@@ -227,6 +229,7 @@ static inline int _shmring_spsc_pop_n(struct shmring *r, void *elems, unsigned n
  */
 static inline int shmring_spsc_push(struct shmring *r, const void *elem)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	int64_t f = _shmring_spsc_free(r, 1);
 
 	if (__builtin_expect(f <= 0, 0))
@@ -239,6 +242,7 @@ static inline int shmring_spsc_push(struct shmring *r, const void *elem)
 /* Consumer. Copies one element out. Returns 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
 static inline int shmring_spsc_pop(struct shmring *r, void *elem)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	int64_t a = _shmring_spsc_avail(r, 1);
 
 	if (__builtin_expect(a <= 0, 0))
@@ -284,6 +288,7 @@ static inline int shmring_spsc_pop_bulk(struct shmring *r, void *elems, unsigned
  */
 static inline int shmring_spsc_reserve(struct shmring *r, unsigned n, void **slots)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	if (n == 0)
 		return r->broken ? -EPROTO : 0;
 	int64_t f = _shmring_spsc_free(r, n);
@@ -306,6 +311,7 @@ static inline int shmring_spsc_reserve(struct shmring *r, unsigned n, void **slo
  * Non-blocking. */
 static inline int shmring_spsc_commit(struct shmring *r, unsigned k)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	/* Broken: no more publishing, even of slots reserved before the break. */
 	if (__builtin_expect(k > r->p.reserved || r->broken, 0))
 		return r->broken ? -EPROTO : -EINVAL;
@@ -320,6 +326,7 @@ static inline int shmring_spsc_commit(struct shmring *r, unsigned k)
  */
 static inline int shmring_spsc_peek(struct shmring *r, unsigned n, const void **slots)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	if (n == 0)
 		return r->broken ? -EPROTO : 0;
 	int64_t a = _shmring_spsc_avail(r, n);
@@ -341,6 +348,7 @@ static inline int shmring_spsc_peek(struct shmring *r, unsigned n, const void **
  * was peeked, -EPROTO (broken). Non-blocking. */
 static inline int shmring_spsc_release(struct shmring *r, unsigned k)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	if (__builtin_expect(k > r->c.peeked || r->broken, 0))
 		return r->broken ? -EPROTO : -EINVAL;
 	_shmring_spsc_publish_head(r, r->c.head + k);
@@ -351,6 +359,7 @@ static inline int shmring_spsc_release(struct shmring *r, unsigned k)
  * Returns the count or -EPROTO. */
 static inline int64_t shmring_spsc_size(struct shmring *r)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	return _shmring_spsc_avail(r, UINT64_MAX);
 }
 
@@ -358,6 +367,7 @@ static inline int64_t shmring_spsc_size(struct shmring *r)
  * Returns the count or -EPROTO. */
 static inline int64_t shmring_spsc_free(struct shmring *r)
 {
+	_SHMRING_KIND_CHECK(r, SHMRING_SPSC);
 	return _shmring_spsc_free(r, UINT64_MAX);
 }
 
