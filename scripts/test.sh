@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every test: criterion suites and stress executables with gcc and with clang,
 # again under ASan+UBSan, the threaded stress executables under TSan, the Promela model of the
-# sleep hand-shake, the public headers compiled on their own (native, and i386 on x86-64), the
-# library and every suite built and run as 32-bit x86 (on x86-64), the fuzz corpora replayed and
-# a bounded fuzz run of every target.
+# sleep hand-shake, the public headers and library sources compiled on their own (native, and on
+# x86-64 also i386, aarch64 and armhf), the library and every suite but test_tool built and run as
+# 32-bit x86 (on x86-64), the fuzz corpora replayed and a bounded fuzz run of every target.
 # Installs missing Debian packages when run as root. Exits non-zero on any failure.
 #   FUZZ_SECONDS=N   seconds of fuzzing per target (default 60; 0 skips the run, not the replay)
 #   SHMRING_REQUIRE_ALL=1   a test that skips itself (namespaces refused, an mlock that does not

@@ -3,8 +3,11 @@
  * shmring: lock-free rings in shared memory.
  *
  * Two levels:
- *  - caller's memory: shmring_memsize(), shmring_init(), shmring_attach(). No system call
- *    (but see shmring_attach at the base of a named ring, and the roles of shmring/sync.h).
+ *  - caller's memory: shmring_memsize(), shmring_init(), shmring_attach(). No system call per
+ *    operation; attach itself makes a few: the CPU count (from /sys) and sched_getaffinity,
+ *    membarrier QUERY and REGISTER once per process, and for MPMC a read of /proc/self/stat and,
+ *    when no participant record is free, a liveness check of idle records' owners; more at the
+ *    base of a named ring (see shmring_attach) and with the role flags of shmring/sync.h.
  *  - named backings on top: POSIX shm (shmring_create/open), a regular file
  *    (shmring_create_file/open_file), anonymous MAP_SHARED memory (shmring_create_anon).
  *
@@ -83,21 +86,22 @@ struct shmring_params {
 
 struct shmring;
 
-/* ---- caller's memory: no system call (but for role flags, and attach at a named base) ---- */
+/* ---- caller's memory: no system call per operation (attach makes a few: see the top) ---- */
 
 /*
  * Bytes a ring of this geometry needs (p->kind, elem_size, capacity); the memory passed to
  * shmring_init() must be 128-byte aligned. Returns the size, or -EINVAL for a bad geometry,
- * -EOVERFLOW if it does not fit in memory (in a ssize_t: 2 GiB on a 32-bit target). Never
- * blocks. Any role.
+ * -EOVERFLOW if capacity * elem_size exceeds 2^46 bytes or the segment does not fit in a
+ * ssize_t (SSIZE_MAX: about 2 GiB on a 32-bit target). Never blocks. Any role.
  */
 ssize_t shmring_memsize(const struct shmring_params *p);
 
 /*
  * Writes an empty ring into mem (len bytes, 128-byte aligned, at least shmring_memsize()).
  * The header is published last, with a release store, so a concurrent attach never sees it
- * half written. Returns 0, -EINVAL (bad geometry, null or misaligned mem) or -ENOSPC (len too
- * small). Never blocks. Call it once, before any attach.
+ * half written. Returns 0, -EINVAL (bad geometry, null or misaligned mem), -EOVERFLOW (too
+ * large, as for shmring_memsize()) or -ENOSPC (len too small). Never blocks. Call it once,
+ * before any attach.
  */
 int shmring_init(void *mem, size_t len, const struct shmring_params *p);
 
@@ -124,7 +128,8 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
  * that is an event FIFO's, see shmring_event_fd; open and unlink still take such a name),
  * exclusively (O_EXCL), mode 0600 unless
  * p->mode says otherwise, sizes it, maps it, applies the hints and writes an empty ring.
- * Returns 0, -EEXIST (another creator won), -EINVAL (bad name or geometry), -ENOSPC/-EDQUOT
+ * Returns 0, -EEXIST (another creator won), -EINVAL (bad name or geometry), -EOVERFLOW
+ * (capacity * elem_size over 2^46 bytes, or the segment over SSIZE_MAX), -ENOSPC/-EDQUOT
  * (no room for what the create writes; for the slots too with SHMRING_F_PREFAULT, which
  * reports here what would otherwise be a SIGBUS at a later push), -ENOMEM, -EPERM/-ENOMEM
  * (mlock refused), or another errno from the kernel;
@@ -165,7 +170,8 @@ int shmring_unlink_file(const char *path);
 /*
  * Creates a ring in anonymous MAP_SHARED memory. A child made by fork() inherits the mapping
  * and the handle, and may use an SPSC or message-ring handle directly (an MPMC handle is one
- * participant: the child attaches its own, see mpmc.h). Returns 0, -EINVAL, -ENOMEM, -EPERM.
+ * participant: the child attaches its own, see mpmc.h). Returns 0, -EINVAL, -EOVERFLOW (as
+ * shmring_create), -ENOMEM, -EPERM.
  */
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out);
 
