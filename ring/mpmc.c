@@ -532,9 +532,11 @@ static void close_one(struct shmring *r, int q, uint64_t p)
 			return;
 		uint64_t ne = ei == r->m.bot ? _shmring_mp_ent(r, hc, _SHMRING_MP_SAFE(r, e), ei)
 					     : _shmring_mp_ent(r, ec, 0, ei);
-		/* R4 (recovery side): a late enqueuer for p now fails, or sees it unsafe. */
-		if (atomic_compare_exchange_weak_explicit(slot, &e, ne, memory_order_acq_rel,
-							  memory_order_acquire))
+		/* R4 (recovery side): a late enqueuer for p now fails, or sees it unsafe. Strong:
+		 * giving up leaves the position open behind head, so only real changes of the
+		 * entry may use up the tries (found in review: LL/SC fails spuriously). */
+		if (atomic_compare_exchange_strong_explicit(slot, &e, ne, memory_order_acq_rel,
+							    memory_order_acquire))
 			return;
 	}
 }
@@ -660,14 +662,19 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			}
 			if ((ei & ~r->m.claimed) >= r->capacity)
 				return -EPROTO;
-			if (!(ei & r->m.claimed)) {
-				uint64_t old = atomic_fetch_or_explicit(slot, r->m.claimed,
-									memory_order_acq_rel);
-				if (_SHMRING_MP_IDX(r, old) != ei) {
-					/* someone else took it: not ours */
+			/* Claimed by a CAS on the word read, as in _shmring_mp_deq(), never by
+			 * a fetch-or that could mark another index landed there for the next
+			 * cycle since (found in review). If the word changed: the same index
+			 * now CLAIMED means its taker, judged dead, is alive and took it (not
+			 * ours); anything else, the next step looks again. */
+			if (!(ei & r->m.claimed) &&
+			    !atomic_compare_exchange_strong_explicit(slot, &e, e | r->m.claimed,
+								     memory_order_acq_rel,
+								     memory_order_relaxed)) {
+				if (_SHMRING_MP_CYC(r, e) == pos >> r->m.ishift &&
+				    _SHMRING_MP_IDX(r, e) == (ei | r->m.claimed))
 					_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, bulk);
-					break;
-				}
+				break;
 			}
 			idx = ei & ~r->m.claimed;
 			uint64_t ns =
@@ -684,8 +691,9 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 			if (_SHMRING_MP_CYC(r, e) == pos >> r->m.ishift &&
 			    _SHMRING_MP_IDX(r, e) == (idx | r->m.claimed)) {
 				atomic_store_explicit(&r->m.seq[idx], s, memory_order_relaxed);
-				/* R3 (recovery side): pairs with A3/A4. */
-				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+				/* R3 (recovery side) in _shmring_mp_empty(): pairs with A3/A4;
+				 * never on a word that changed since (found in review). */
+				_shmring_mp_empty(r, slot, pos, idx);
 			}
 			/* Whether filling (from fq) or reading (from aq): dropped; slot freed. */
 			if ((rc = re_enq(r, rec, _SHMRING_MP_FQ, idx, s, bulk)) < 0)
@@ -738,8 +746,8 @@ static int finish(struct shmring *r, struct _shmring_mpmc_rec *rec)
 				    &r->m.seq[ei],
 				    atomic_load_explicit(&r->m.seq[ei], memory_order_relaxed) + 1,
 				    memory_order_relaxed);
-				/* R3 (recovery side): pairs with A3/A4. */
-				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+				/* R3 (recovery side) in _shmring_mp_empty(): pairs with A3/A4. */
+				_shmring_mp_empty(r, slot, p, ei);
 			}
 			_shmring_mp_state(rec, _SHMRING_MP_IDLE, (int)q, _SHMRING_MP_B_COUNT(cnt));
 			break;

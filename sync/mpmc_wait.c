@@ -27,10 +27,12 @@ static int ready_q(struct shmring *r, void *arg)
 
 	if (r->broken)
 		return -EPROTO;
-	/* A8: the threshold reset follows the entry CAS (R2) that published the element; seen
-	 * here either directly or, for a sleeper, through the sleep hand-shake (F1 in
-	 * _shmring_mp_wake() against M1). Head before tail: a stale head only says "try". */
-	if (atomic_load_explicit(&c->threshold, memory_order_acquire) < 0)
+	/* Relaxed: every store to the threshold is relaxed, so an acquire here would pair with
+	 * nothing (found in review). The reset follows the entry CAS (R2) that published the
+	 * element and reaches a sleeper through the sleep hand-shake (F1 in _shmring_mp_wake()
+	 * against M1); what this says is only "try", and the retried operation reads the entry
+	 * with its own acquire (A2). Head before tail: a stale head only says "try". */
+	if (atomic_load_explicit(&c->threshold, memory_order_relaxed) < 0)
 		return 0;
 	uint64_t h = atomic_load_explicit(&c->head, memory_order_acquire);
 	uint64_t t = atomic_load_explicit(&c->tail, memory_order_acquire);

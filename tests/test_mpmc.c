@@ -1477,3 +1477,133 @@ Test(mpmc, dead_parents_record_recovered_while_its_child_lives)
 		close(hold[i]);
 	}
 }
+
+/*
+ * Found in review: a bulk take that lost its CAS on head to other consumers counted each loss
+ * against the budget meant for corrupt memory, and after 66560 of them said -EPROTO and broke
+ * its handle; a burst beside single pops on many cores could get there. Here another handle
+ * pops and pushes back one element before every CAS of ours, for ever: the bulk now says
+ * -EAGAIN and the burst takes one element by fetch-and-add, and the handle goes on.
+ */
+static struct shmring *racer;
+static long races;
+
+static int race_head(struct shmring *r, int point, int q, void *arg)
+{
+	(void)r;
+	(void)arg;
+	uint64_t x;
+	if (point == SHMRING_MPMC_HOOK_DEQ_FAA && q == 0 && races++ < 200000 &&
+	    shmring_mpmc_pop(racer, &x) == 0)
+		cr_assert_eq(shmring_mpmc_push(racer, &x), 0);
+	return 0;
+}
+
+Test(mpmc, bulk_take_that_keeps_losing_head_gives_up, .timeout = 60)
+{
+	struct shmring_params p = mp_params(8, 64);
+	struct shmring *r, *b;
+	uint64_t out[8], x;
+
+	cr_assert_eq(shmring_create_anon(&p, &r), 0);
+	racer = mp_attach(r);
+	b = mp_attach(r);
+	for (uint64_t i = 0; i < 64; i++)
+		cr_assert_eq(shmring_mpmc_push(r, &i), 0);
+	cr_assert_eq(shmring_mpmc_set_hook(b, race_head, NULL), 0);
+	races = 0;
+	cr_assert_eq(shmring_mpmc_pop_bulk(b, out, 8), -EAGAIN);
+	cr_assert_lt(races, 100, "gave up only after %ld lost races", races);
+	races = 0;
+	cr_assert_eq(shmring_mpmc_pop_burst(b, out, 8), 1, "the burst goes on as a single pop");
+	cr_assert_lt(races, 100, "gave up only after %ld lost races", races);
+	cr_assert_eq(shmring_mpmc_set_hook(b, NULL, NULL), 0);
+	/* Not broken, and nothing lost: 63 left, and the one popped. */
+	int n = 0;
+	while (shmring_mpmc_pop(b, &x) == 0)
+		n++;
+	cr_assert_eq(n, 63);
+	shmring_close(b);
+	shmring_close(racer);
+	shmring_close(r);
+}
+
+/*
+ * Found in review: a consumer wrongly judged dead (liveness lied: another pid namespace, say)
+ * emptied its entry with a fetch-or after recovery had taken its element over, freed its slot,
+ * and a producer had landed another index in the same entry for the next cycle: the fetch-or
+ * wiped that index and lost its element. The entry is now emptied by a CAS on the word that
+ * still holds ours: the stray consumer says -EPROTO, and the element stays for the others.
+ * Deterministic: the victim parks at HELD, and its hook runs the rest of the story.
+ */
+static struct shmring *lied_ring, *lied_p;
+static int lied_hook_ran;
+
+static int lied_hook(struct shmring *r, int point, int q, void *arg)
+{
+	(void)r;
+	(void)arg;
+	if (point != SHMRING_MPMC_HOOK_HELD || q != 0 || lied_hook_ran++)
+		return 0;
+	/* Recovery takes our element over: dropped, slot freed. */
+	cr_assert_eq(shmring_mpmc_recover(lied_ring), 1);
+	/* Four more through a 2-slot ring (2n = 4 entries): the fourth lands in our entry, a
+	 * cycle on; the first three go straight through. */
+	uint64_t x;
+	for (uint64_t i = 1; i <= 4; i++) {
+		cr_assert_eq(shmring_mpmc_push(lied_p, &i), 0);
+		if (i < 4) {
+			cr_assert_eq(shmring_mpmc_pop(lied_ring, &x), 0);
+			cr_assert_eq(x, i);
+		}
+	}
+	return 0;
+}
+
+Test(mpmc, consumer_judged_dead_does_not_wipe_the_next_cycles_entry)
+{
+	struct shmring *v;
+	uint64_t x = 0;
+
+	lied_ring = ring_with_victim(2, &v);
+	lied_p = mp_attach(lied_ring);
+	cr_assert_eq(shmring_mpmc_push(lied_p, &x), 0);
+	lied_hook_ran = 0;
+	cr_assert_eq(shmring_mpmc_set_hook(v, lied_hook, NULL), 0);
+	int rc = shmring_mpmc_pop(v, &x);
+	cr_assert_eq(lied_hook_ran, 1, "the victim never reached HELD: nothing tested");
+	cr_assert_eq(rc, -EPROTO, "the stray consumer went on as if its element were there: %d",
+		     rc);
+	/* The element landed in its entry is still there, and nothing else. */
+	cr_assert_eq(shmring_mpmc_pop(lied_ring, &x), 0, "the next cycle's element was lost");
+	cr_assert_eq(x, 4);
+	cr_assert_eq(shmring_mpmc_pop(lied_ring, &x), -EAGAIN);
+	shmring_close(v);
+	shmring_close(lied_p);
+	shmring_close(lied_ring);
+}
+
+/*
+ * Found in review: a handle whose call the test hook abandoned (-ECANCELED: "died there") was
+ * not marked, and its next call overwrote the record left for recovery, so a slot leaked for
+ * good. Now it is broken: every later data call says -EPROTO, and recovery finds the record.
+ */
+Test(mpmc, handle_abandoned_by_the_hook_is_broken)
+{
+	struct shmring *v, *r = ring_with_victim(4, &v);
+	uint64_t x = 7;
+
+	cr_assert_eq(shmring_mpmc_push(r, &x), 0);
+	die_point = SHMRING_MPMC_HOOK_HELD;
+	die_queue = 0;
+	cr_assert_eq(shmring_mpmc_set_hook(v, hook_die, NULL), 0);
+	cr_assert_eq(shmring_mpmc_pop(v, &x), -ECANCELED);
+	cr_assert_eq(shmring_mpmc_set_hook(v, NULL, NULL), 0);
+	cr_assert_eq(shmring_mpmc_push(v, &x), -EPROTO);
+	cr_assert_eq(shmring_mpmc_pop(v, &x), -EPROTO);
+	cr_assert_eq(shmring_mpmc_push_burst(v, &x, 1), -EPROTO);
+	shmring_close(v);
+	cr_assert_eq(shmring_mpmc_recover(r), 1);
+	assert_capacity(r, 4, "abandoned at", SHMRING_MPMC_HOOK_HELD);
+	shmring_close(r);
+}

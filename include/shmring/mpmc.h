@@ -23,13 +23,15 @@
  *
  * Bursts and bulks take up to SHMRING_MPMC_BULK_MAX indices out of a queue with one CAS on its
  * head (rather than SCQ's fetch-and-add), made only when every entry of the run holds an index
- * of its position's cycle: so a bulk gets all n or nothing, and the CAS that wins owns the run
- * outright, with no CLAIMED step. The indices are written into the record (held[]) before the
- * CAS; recovery treats a record caught between its CAS and the next state store like a single
- * dequeuer caught after its fetch-and-add. The elements then go into the other queue through
- * one fetch-and-add on its tail for all of them, and one entry CAS each: a position may be
- * closed under us (a dequeuer passed it), so an index that fails there lands in the next
- * position of the run, and only what is left after the run takes a new fetch-and-add.
+ * of its position's cycle or is closed for it (a gap, up to 16 closed by the scan itself and 128
+ * positions in all): so a bulk gets all n or nothing, and the CAS that wins owns the run
+ * outright, with no CLAIMED step. A caller that keeps losing that CAS to others gives up after a
+ * few tries: a bulk says -EAGAIN, a burst goes on as a single push or pop. The indices are written
+ * into the record (held[]) before the CAS; recovery treats a record caught between its CAS and the
+ * next state store like a single dequeuer caught after its fetch-and-add. The elements then go into
+ * the other queue through one fetch-and-add on its tail for all of them, and one entry CAS each: a
+ * position may be closed under us (a dequeuer passed it), so an index that fails there lands in the
+ * next position of the run, and only what is left after the run takes a new fetch-and-add.
  *
  * Entry word, with k = log2(capacity) and W = k + 2 index bits:
  *   bits 0..W-1   index: 0..n-1 valid; CLAIMED (bit W-1) | index: taken, being recorded;
@@ -134,8 +136,9 @@ enum shmring_mpmc_hook_point {
 /*
  * Test hook: called at each point above with the queue (0 = filled, 1 = free). Returning
  * non-zero abandons the operation on the spot, exactly as if the process had died there: the
- * call returns -ECANCELED and the handle must not be used again except to close it (its record
- * then stays for shmring_mpmc_recover()). A hook that sleeps parks the participant there.
+ * call returns -ECANCELED and the handle is broken from then on (its data calls say -EPROTO;
+ * close it, and its record stays for shmring_mpmc_recover()). A hook that sleeps parks the
+ * participant there.
  * Internal to tests and fuzzing; NULL (the default) costs one predictable branch.
  */
 typedef int (*shmring_mpmc_hook_fn)(struct shmring *r, int point, int queue, void *arg);
@@ -178,10 +181,11 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  *    same pid and time namespaces: a process in another one reads as dead, and its slots are
  *    taken from under it. Across namespaces, open every participant's handle by name or path.
  * Then, for each dead owner:
- *  - a producer that died before its element was completely written: the index returns to the
- *    free queue; that element is lost (it was never pushed: push had not returned);
- *  - a producer that died after writing its element (push may or may not have returned): the
- *    element is published, exactly once;
+ *  - a producer that died before it began publishing its element (written or not, its record
+ *    still holding the free index): the index returns to the free queue; that element is lost
+ *    (it was never pushed: push had not returned);
+ *  - a producer that died once it had begun publishing (its record in an enqueue phase; push may
+ *    or may not have returned): the element is published, exactly once;
  *  - a consumer that died after taking an element out of the filled queue (whether or not it had
  *    copied it out): the element is dropped, never delivered again, and its slot freed;
  *  - a participant that died between a fetch-and-add on a head and recording it: the element
@@ -197,7 +201,8 @@ int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner);
  * (ENOLCK, EMFILE: what was recovered before it is complete; call again). A positive count may
  * also leave such a record behind: call again until it returns 0.
  * Any role; never blocks (it reads /proc and asks fcntl about locks). Cost: O(records), plus
- * O(capacity) for each dead participant that died inside its few-instruction fetch-and-add window.
+ * O(capacity) for each dead participant that died inside its few-instruction fetch-and-add window,
+ * times the elements it may have left there for a bulk or burst take (up to 128 positions).
  */
 int shmring_mpmc_recover(struct shmring *r);
 
@@ -271,8 +276,11 @@ static inline void _shmring_mp_state(struct _shmring_mpmc_rec *rec, int phase, i
 #define _SHMRING_MP_HOOK(r, pt, q)                                                                 \
 	do {                                                                                       \
 		if (__builtin_expect((r)->m.hook != NULL, 0) &&                                    \
-		    (r)->m.hook((r), (pt), (q), (r)->m.hook_arg))                                  \
+		    (r)->m.hook((r), (pt), (q), (r)->m.hook_arg)) {                                \
+			(r)->broken = 1; /* "died": found in review, a later call overwrote        \
+					  * the record left for recovery, and leaked a slot */     \
 			return -ECANCELED;                                                         \
+		}                                                                                  \
 	} while (0)
 
 /*
@@ -312,12 +320,40 @@ static inline int _shmring_mp_land(struct shmring *r, int q, uint64_t t, uint64_
 		    atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed) > t)
 			return 0;
 		/* R2: pairs with A2 in the dequeue: data[idx] (written before) is visible to the
-		 * consumer that sees this entry. */
-		if (atomic_compare_exchange_weak_explicit(slot, &e, _shmring_mp_ent(r, tc, 1, idx),
-							  memory_order_acq_rel,
-							  memory_order_acquire))
+		 * consumer that sees this entry. Strong: only a real change of the entry counts
+		 * towards the tries (a spurious LL/SC failure is no sign of a hostile peer). */
+		if (atomic_compare_exchange_strong_explicit(
+			slot, &e, _shmring_mp_ent(r, tc, 1, idx), memory_order_acq_rel,
+			memory_order_acquire))
 			return 1;
 	}
+}
+
+/*
+ * Internal: empties the entry of position p, which holds index x (CLAIMED or not) for its taker:
+ * sets the index bits to all ones, keeping the cycle and the safe bit (a dequeuer of a later
+ * cycle may clear that bit meanwhile). A CAS on the word that still holds x of p's cycle, not a
+ * fetch-or: after a recovery that judged the taker dead has emptied the entry itself, a producer
+ * may land another index there for the next cycle, and a fetch-or would wipe that index and lose
+ * its element (found in review). Returns 1 (emptied), 0 (it no longer holds x of p's cycle).
+ */
+static inline int _shmring_mp_empty(const struct shmring *r, _Atomic uint64_t *slot, uint64_t p,
+				    uint64_t x)
+{
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+
+	for (unsigned tries = 0; tries < _SHMRING_MP_CAS_TRIES; tries++) {
+		uint64_t ei = _SHMRING_MP_IDX(r, e);
+		if (_SHMRING_MP_CYC(r, e) != p >> r->m.ishift || ei == r->m.bot ||
+		    (ei & ~r->m.claimed) != x)
+			return 0;
+		/* R3: pairs with A3 in the enqueue and A4 in recovery: seq[x], bumped by the caller
+		 * before, is visible to whoever sees the entry empty. */
+		if (atomic_compare_exchange_strong_explicit(
+			slot, &e, e | r->m.bot, memory_order_release, memory_order_relaxed))
+			return 1;
+	}
+	return 0;
 }
 
 /* Internal: after a landing, as SCQ: dequeuers that gave up on the threshold look again. */
@@ -366,7 +402,8 @@ static inline int _shmring_mp_enq(struct shmring *r, struct _shmring_mpmc_rec *r
 	while (budget--) {
 		_shmring_mp_state(rec, _SHMRING_MP_ENQ_FAA, q, bulk);
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_FAA, q);
-		/* F1: acq_rel. Release: our record (R5) is visible to whoever sees this tail. */
+		/* F1: acq_rel, though no reader relies on its ordering: recovery finds records
+		 * through head (F2), never through tail; only the atomicity matters. */
 		uint64_t t = atomic_fetch_add_explicit(&c->tail, 1, memory_order_acq_rel);
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_ENQ_POS, q);
 		if (t >= (1ull << 62))
@@ -436,12 +473,15 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 				if (ei & r->m.claimed)
 					break; /* recovery took it (thought us dead): next position
 						*/
-				/* Only the holder of position h (us) or recovery takes this entry.
+				/* Only the holder of position h (us) or recovery takes this entry:
+				 * a CAS on the word we read, so that if recovery has taken it
+				 * meanwhile (and a producer landed another index here for the next
+				 * cycle) we mark nothing (found in review); a failure looks again.
 				 */
-				uint64_t old = atomic_fetch_or_explicit(slot, r->m.claimed,
-									memory_order_acq_rel);
-				if (_SHMRING_MP_IDX(r, old) != ei)
-					break; /* recovery got there first */
+				if (!atomic_compare_exchange_strong_explicit(
+					slot, &e, e | r->m.claimed, memory_order_acq_rel,
+					memory_order_acquire))
+					continue;
 				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_CLAIMED, q);
 				uint64_t ns =
 				    atomic_load_explicit(&r->m.seq[ei], memory_order_relaxed) + 1;
@@ -450,9 +490,10 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 				_shmring_mp_state(rec, _SHMRING_MP_HOLD, q, 0);
 				_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_HELD, q);
 				atomic_store_explicit(&r->m.seq[ei], ns, memory_order_relaxed);
-				/* R3: pairs with A3 in the enqueue and A4 in recovery: seq[idx] is
-				 * bumped before the entry shows empty. */
-				atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
+				/* R3 there, after the seq bump. Not ours any more: a recovery took
+				 * it, thinking us dead (liveness lied). */
+				if (!_shmring_mp_empty(r, slot, h, ei))
+					return _shmring_mp_break(r);
 				*idx = ei;
 				*s = ns;
 				return 0;
@@ -462,8 +503,9 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
 			uint64_t ne = ei == r->m.bot
 					  ? _shmring_mp_ent(r, hc, _SHMRING_MP_SAFE(r, e), ei)
 					  : _shmring_mp_ent(r, ec, 0, ei);
-			/* R4: a late enqueuer for h now fails (cycle), or sees the entry unsafe. */
-			if (atomic_compare_exchange_weak_explicit(
+			/* R4: a late enqueuer for h now fails (cycle), or sees the entry unsafe.
+			 * Strong, as in _shmring_mp_land(). */
+			if (atomic_compare_exchange_strong_explicit(
 				slot, &e, ne, memory_order_acq_rel, memory_order_acquire))
 				break;
 		}
@@ -486,6 +528,8 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
  * covers (see _shmring_mp_deq_n(); the state word's RANGE field holds up to 255). */
 #define _SHMRING_MP_GAPS 16
 #define _SHMRING_MP_SPAN 128
+/* Races for head that a bulk take loses before it gives up (-EBUSY, internal). */
+#define _SHMRING_MP_LOST 8
 
 /*
  * Internal: takes k indices at once out of queue q, 1 <= k <= n <= SHMRING_MPMC_BULK_MAX: head
@@ -507,7 +551,7 @@ static inline int _shmring_mp_deq(struct shmring *r, struct _shmring_mpmc_rec *r
  * single dequeuer's unrecorded fetch-and-add); after it DEQ_BULK over [pos, pos + span) until
  * the entries are emptied; then IDLE holding k. There is no CLAIMED step: the index of every
  * position is recorded before the position is ours. Returns k (idx[] filled), -EAGAIN (not
- * enough ready), -EPROTO, -ECANCELED.
+ * enough ready), -EBUSY (lost the race for head _SHMRING_MP_LOST times), -EPROTO, -ECANCELED.
  */
 static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec *rec, int q,
 				    uint64_t *idx, unsigned n, int up_to)
@@ -515,6 +559,7 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 	struct _shmring_scq_ctl *c = r->m.ctl[q];
 	uint64_t budget = _shmring_mp_budget(r);
 	unsigned char off[SHMRING_MPMC_BULK_MAX];
+	unsigned lost = 0;
 
 	if (r->broken)
 		return -EPROTO;
@@ -578,8 +623,11 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 				return -EAGAIN;
 			/* Move head over them (they hold nothing, and nothing can land there):
 			 * the next scan starts at what is ready. */
-			atomic_compare_exchange_strong_explicit(
-			    &c->head, &hh, h + lead, memory_order_relaxed, memory_order_relaxed);
+			if (!atomic_compare_exchange_strong_explicit(&c->head, &hh, h + lead,
+								     memory_order_relaxed,
+								     memory_order_relaxed) &&
+			    ++lost == _SHMRING_MP_LOST)
+				return -EBUSY;
 			continue;
 		}
 		for (unsigned j = 0; j < k; j++)
@@ -596,7 +644,14 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 		if (!atomic_compare_exchange_strong_explicit(
 			&c->head, &hh, h + m, memory_order_acq_rel, memory_order_relaxed)) {
 			_shmring_mp_state(rec, _SHMRING_MP_IDLE, q, 0);
-			continue; /* another dequeuer moved head: it made progress */
+			/* Another dequeuer moved head: it made progress. A scan takes long
+			 * beside a single fetch-and-add, and under a stream of them we would
+			 * lose every race: after a few, give up (not -EPROTO: nothing is
+			 * wrong; found in review, a burst beside single pops broke its handle
+			 * after 66560 lost races). */
+			if (++lost == _SHMRING_MP_LOST)
+				return -EBUSY;
+			continue;
 		}
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_DEQ_POS, q);
 		/* The lines the loop below and the caller's copies write or read, all at once. */
@@ -615,11 +670,8 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 			    &r->m.seq[idx[j]],
 			    atomic_load_explicit(&r->m.seq[idx[j]], memory_order_relaxed) + 1,
 			    memory_order_relaxed);
-			/* R3 (bulk): pairs with A3 in the enqueue and A4 in recovery: seq[idx] is
-			 * bumped before the entry shows empty. */
-			uint64_t old =
-			    atomic_fetch_or_explicit(slot, r->m.bot, memory_order_release);
-			if (_SHMRING_MP_IDX(r, old) != idx[j])
+			/* R3 (bulk) there, after the seq bump. */
+			if (!_shmring_mp_empty(r, slot, h + off[j], idx[j]))
 				return _shmring_mp_break(
 				    r); /* a recovery took ours: liveness lied */
 		}
@@ -765,9 +817,12 @@ static inline int _shmring_mpmc_move_n(struct shmring *r, unsigned char *buf, un
 		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
 	}
 	int k = _shmring_mp_deq_n(r, rec, from, idx, n, up_to);
+	if (k == -EBUSY) /* lost the race for head a few times: others are moving */
+		k = -EAGAIN;
 	if (k == -EAGAIN && up_to) {
-		/* No run ready at head: the single path crosses gaps, tells empty from a gap, and
-		 * keeps the threshold that makes empty pops cheap. */
+		/* No run ready at head, or others keep taking it first: the single path crosses
+		 * gaps, tells empty from a gap, keeps the threshold that makes empty pops cheap,
+		 * and takes its position by fetch-and-add, which no one can take from it. */
 		int rc = push ? shmring_mpmc_push(r, buf) : shmring_mpmc_pop(r, buf);
 		return rc ? rc : 1;
 	}
