@@ -96,7 +96,8 @@ enum {
 	_SHMRING_FOREIGN_ASK = 0,   /* asked about as any other */
 };
 /* Testing only: called by a producer taking another owner's record (ring/msg.c), at point 0
- * before it judges record i, at point 1 right before its owner CAS. NULL by default. */
+ * before it judges record i, at point 2 holding record i's lock before it judges it again, at
+ * point 1 right before its owner CAS. NULL by default. */
 extern void (*_shmring_msg_take_hook)(struct shmring *r, int i, int point);
 
 int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg,

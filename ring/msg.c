@@ -132,6 +132,20 @@ static int owner_gone(struct shmring *r, const struct _shmring_msg_rec *x, uint6
 
 void (*_shmring_msg_take_hook)(struct shmring *r, int i, int point);
 
+/* Whether the consumer has passed record x's last claim (or it names none). Monotone once the
+ * owner is dead: its claim and end stay as they are until the record is taken again, and the
+ * consumer's position only grows. */
+static int claim_passed(struct shmring *r, struct _shmring_msg_rec *x)
+{
+	uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
+	uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
+	/* A1: pairs with R2 in _shmring_msg_publish_head(): the consumer is done with the
+	 * claims below h. */
+	uint64_t h = atomic_load_explicit(r->cons_pos, memory_order_acquire);
+
+	return !c || (int64_t)(e - h) <= 0;
+}
+
 int _shmring_msg_rec_take(struct shmring *r)
 {
 	uint32_t me = _shmring_msg_pid();
@@ -146,19 +160,27 @@ int _shmring_msg_rec_take(struct shmring *r)
 			uint64_t o = atomic_load_explicit(&x->owner, memory_order_acquire);
 			if (pass == 0 ? o != 0 : o == 0)
 				continue;
+			if (pass == 1) {
+				if (__builtin_expect(_shmring_msg_take_hook != NULL, 0))
+					_shmring_msg_take_hook(r, i, 0);
+				/* Not even the lock of a record whose claim the consumer still
+				 * waits on: held by us, it reads as its dead owner alive, and
+				 * the consumer keeps the claim, and what is committed behind
+				 * it, until we drop it (found in review: a blocking consumer
+				 * said -EPIPE in that window with messages still behind). */
+				if (!claim_passed(r, x))
+					continue;
+			}
 			/* The lock first: a live owner (or another taker) holds it, and then the
 			 * record is not ours to take. Free, it is ours until we drop it. */
-			if (__builtin_expect(_shmring_msg_take_hook != NULL, 0) && pass == 1)
-				_shmring_msg_take_hook(r, i, 0);
 			int lr = _shmring_rec_lock(r, (unsigned)i);
 			if (lr == -EAGAIN)
 				continue;
 			if (pass == 1) {
-				uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
-				uint64_t e = atomic_load_explicit(&x->end, memory_order_relaxed);
-				uint64_t h =
-				    atomic_load_explicit(r->cons_pos, memory_order_acquire);
-				if (!owner_gone(r, x, o, lr) || (c && (int64_t)(e - h) > 0)) {
+				if (__builtin_expect(_shmring_msg_take_hook != NULL, 0) && lr == 0)
+					_shmring_msg_take_hook(r, i, 2);
+				/* Again under the lock: a live owner may have claimed since. */
+				if (!owner_gone(r, x, o, lr) || !claim_passed(r, x)) {
 					if (lr == 0)
 						_shmring_rec_unlock(r, (unsigned)i);
 					continue;

@@ -916,3 +916,102 @@ Test(msg_wait, lockless_taker_leaves_a_record_retaken_under_the_same_owner_word)
 	shmring_close(r);
 	shmring_unlink(aba.name);
 }
+
+/* The end-of-stream test's state: the consumer, and what its drain saw. */
+static struct {
+	struct shmring *r;
+	int ran, got, expect, rc;
+} eos;
+
+/* The blocking consumer to the end of the stream: how many messages came before its error. */
+static void eos_drain(int expect)
+{
+	char buf[64];
+	struct timespec dl = tu_in_ms(3000);
+
+	eos.ran = 1;
+	eos.expect = expect;
+	while ((eos.rc = shmring_msg_recv_wait(eos.r, buf, sizeof(buf), NULL, &dl)) >= 0)
+		eos.got++;
+}
+
+/* Point 2, record 0: the taker holds the lock of the dead owner whose claim the consumer waits
+ * on; the consumer reaches the end of the stream right then. */
+static void eos_hook(struct shmring *r, int i, int point)
+{
+	(void)r;
+	if (i == 0 && point == 2 && !eos.ran)
+		eos_drain(62);
+}
+
+/*
+ * Every record is owned by a dead producer; record 0's died holding a claim with 62 messages
+ * committed behind it, record 1's last claim has been consumed. A taker takes record 1 and never
+ * the lock of record 0 on the way: held by it, the lock read as record 0's owner alive, and a
+ * blocking consumer at the end of the stream then kept the claim and said -EPIPE with the 62
+ * messages still behind it (found in review). Child exit codes: 0 ok, 2 set-up.
+ */
+Test(msg_wait, taker_leaves_the_lock_of_a_dead_claim_the_consumer_waits_on, .timeout = 30)
+{
+	const char *name = tu_shm_name("eoslock");
+	struct shmring_params p = {.kind = SHMRING_MSG_MPSC, .capacity = 1 << 16};
+	struct shmring_params q = {.kind = SHMRING_MSG_MPSC};
+	struct shmring *c, *t;
+	char buf[64];
+
+	if (access("/proc/self/fd", F_OK) != 0)
+		cr_skip_test("no /proc to open the file through: no record lock");
+	cr_assert_eq(shmring_create(name, &p, &c), 0);
+	eos.r = open_role(name, SHMRING_MSG_MPSC, SHMRING_F_CONSUMER, 0);
+	cr_assert(eos.r);
+	pid_t a = fork();
+	if (a == 0) {
+		struct shmring *h1, *hb, *h2;
+		void *w;
+		q.flags = SHMRING_F_PRODUCER;
+		if (shmring_open(name, &q, &h1) != 0)
+			_exit(2);
+		q.flags = 0;
+		if (shmring_open(name, &q, &hb) != 0 || shmring_open(name, &q, &h2) != 0 ||
+		    shmring_msg_send(h1, "a", 2, 1) != 0 || shmring_msg_send(hb, "b", 2, 2) != 0 ||
+		    shmring_msg_reserve(h1, 16, &w) != 0 ||
+		    shmring_msg_send(h2, "behind", 7, 3) != 0)
+			_exit(2);
+		_exit(0); /* dies holding h1's claim, record 0 */
+	}
+	cr_assert_eq(tu_wait(a), 0, "the producer of records 0 to 2");
+	for (int i = 3; i < SHMRING_MSG_PRODUCERS; i++) {
+		pid_t k = fork();
+		if (k == 0) {
+			struct shmring *h;
+			_exit(shmring_open(name, &q, &h) == 0 && shmring_msg_send(h, "x", 2, 4) == 0
+				  ? 0
+				  : 2);
+		}
+		cr_assert_eq(tu_wait(k), 0, "the producer of record %d", i);
+	}
+	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++)
+		cr_assert(atomic_load(&c->msg.c.recs[i].owner) & _SHMRING_MSG_LOCKED,
+			  "record %d: its dead owner held no lock", i);
+	cr_assert_eq(shmring_msg_recv(eos.r, buf, sizeof(buf), NULL), 2);
+	cr_assert_eq(shmring_msg_recv(eos.r, buf, sizeof(buf), NULL), 2);
+	cr_assert_eq(shmring_msg_recv(eos.r, buf, sizeof(buf), NULL), -EAGAIN); /* record 0's */
+
+	cr_assert_eq(shmring_open(name, &q, &t), 0);
+	_shmring_msg_take_hook = eos_hook;
+	int rc = shmring_msg_send(t, "t", 2, 5);
+	_shmring_msg_take_hook = NULL;
+	cr_assert_eq(rc, 0, "the taker's send: %d", rc);
+	cr_assert_eq(t->msg.p.rec, &c->msg.c.recs[1], "the taker took record %d",
+		     t->msg.p.rec ? (int)(t->msg.p.rec - c->msg.c.recs) : -1);
+	if (!eos.ran)
+		eos_drain(63); /* the taker's message too */
+	cr_assert_eq(eos.rc, -EPIPE, "recv_wait: %d (%s)", eos.rc, shmring_strerror(eos.rc));
+	cr_assert_eq(eos.got, eos.expect,
+		     "-EPIPE after %d of the %d messages behind the dead claim", eos.got,
+		     eos.expect);
+	shmring_close(t);
+	shmring_close(eos.r);
+	shmring_close(c);
+	shmring_unlink(name);
+}
