@@ -2,9 +2,10 @@
 # The side-by-side benchmark: installs the peers (when root and apt-get is there), builds the
 # runner in build-bench, runs it, and draws the plots.
 #   scripts/bench.sh [--quick] [--only SUITE[,SUITE]] [--rounds N]
-# Suites: spsc, mpmc, msg, rtt, ipc (the floors always run). Results:
+# Suites: spsc, mpmc, msg, rtt, ipc, sync (the floors always run). Results:
 # bench/results/latest.{csv,txt}, bench/results/*.png, the MPMC scaling table in
-# bench/results/mpmc.txt and the message-ring table in bench/results/msg.txt.
+# bench/results/mpmc.txt, the message-ring table in bench/results/msg.txt and the sleep/wake
+# figures in bench/results/sync.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +68,18 @@ if [[ -z $only || ,$only, == *,msg,* ]]; then
 		build-bench/bench/msg_bench 0.1 3 | tee bench/results/msg.txt
 	else
 		build-bench/bench/msg_bench 0.3 5 | tee bench/results/msg.txt
+	fi
+fi
+
+# Sleep and wake: blocking round trips against raw futex, pipe, eventfd and Unix sockets,
+# streaming with both sides asleep against spinning, the cost of a fence on the publish path,
+# membarrier, and push+pop in hot mode against the same once it has cooled.
+if [[ -z $only || ,$only, == *,sync,* ]]; then
+	echo
+	if ((quick)); then
+		build-bench/bench/sync_bench 2000 | tee bench/results/sync.txt
+	else
+		build-bench/bench/sync_bench 20000 | tee bench/results/sync.txt
 	fi
 fi
 
