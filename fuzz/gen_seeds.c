@@ -2,7 +2,8 @@
 /*
  * Writes the seed corpora of fuzz_attach and fuzz_spsc:
  *   gen_seeds fuzz/corpus/fuzz_attach fuzz/corpus/fuzz_spsc
- * Run once by hand when a format changes; its output is committed. Attach seeds are real
+ * Run by hand when a format changes; its output is committed, and scripts/fuzz.sh --replay
+ * fails when the committed seeds differ from what it writes. Attach seeds are real
  * segments made by shmring_init() and moved with the ring's own calls, so that the fuzzer
  * starts past the header check; spsc seeds are operation scripts that visit every opcode.
  */

@@ -75,6 +75,32 @@ common=(-detect_leaks=0 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
 extra=(${FUZZ_ARGS:-})
 
 failed=0
+# The seeds gen_seeds writes are committed: on replay, check they are what it writes today, so
+# that a format change (an ABI bump) cannot leave fuzz_attach and fuzz_spsc starting from seeds
+# the header check now rejects.
+if [ "$replay" -eq 1 ]; then
+	mkdir -p "$tmp/seeds/fuzz_attach" "$tmp/seeds/fuzz_spsc"
+	if ! "$build/fuzz/gen_seeds" "$tmp/seeds/fuzz_attach" "$tmp/seeds/fuzz_spsc" >"$tmp/seeds.log" 2>&1; then
+		cat "$tmp/seeds.log"
+		echo "fuzz.sh: gen_seeds failed"
+		failed=1
+	else
+		stale=0
+		for f in "$tmp"/seeds/*/*; do
+			rel=${f#"$tmp"/seeds/}
+			cmp -s "$f" "$top/fuzz/corpus/$rel" || {
+				echo "fuzz.sh: seed fuzz/corpus/$rel is not what gen_seeds writes now" \
+					"(run: $build/fuzz/gen_seeds fuzz/corpus/fuzz_attach fuzz/corpus/fuzz_spsc)"
+				stale=1
+			}
+		done
+		if [ "$stale" -eq 0 ]; then
+			echo "fuzz.sh: gen_seeds: $(find "$tmp/seeds" -type f | wc -l) committed seeds current"
+		else
+			failed=1
+		fi
+	fi
+fi
 for t in "${targets[@]}"; do
 	bin=$build/fuzz/$t
 	if [ ! -x "$bin" ]; then
