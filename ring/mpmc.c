@@ -549,9 +549,15 @@ static void close_one(struct shmring *r, int q, uint64_t p)
 static int re_enq(struct shmring *r, struct _shmring_mpmc_rec *rec, int q, uint64_t x, uint64_t s,
 		  uint64_t bulk)
 {
+	int broken = r->broken;
 	int rc = _shmring_mp_enq(r, rec, q, x, s, bulk);
 
-	return rc == -ECANCELED ? -EAGAIN : rc;
+	if (rc != -ECANCELED)
+		return rc;
+	/* The hook's "death" broke the handle (_SHMRING_MP_HOOK); here it only means "later",
+	 * and the recovering handle goes on (found in review: its next recover said -EPROTO). */
+	r->broken = broken;
+	return -EAGAIN;
 }
 
 /* A held[] index of the adopted record, checked. */

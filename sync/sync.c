@@ -332,8 +332,12 @@ void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters)
 	/* Hot with nobody registered: a handle that only publishes, non-blocking, cools it too
 	 * (else the queue stayed hot, and this fence and call stayed on every publish, until some
 	 * blocking call of a handle of it returned without sleeping). It looks at the clock once
-	 * every 64 such publishes; a sleeper seen registered, or a pause of a second between two
-	 * looks, starts its second again, so a queue whose sleeper sleeps often stays hot. */
+	 * every 64 such publishes. A sleeper seen registered, or a registration since the last
+	 * look (the seq it recorded changed: one after a wake), starts its second again, so a queue
+	 * whose sleeper sleeps often stays hot. So it cools at the first look a second or more
+	 * after the look that started the second: after at least a second and 128 publishes
+	 * (found in review: a restart on a pause between looks never let a slow publisher cool
+	 * it). */
 	if (__builtin_expect(v & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0)) {
 		struct _shmring_sync *s = r->sync;
 		int dir =
@@ -341,11 +345,11 @@ void _shmring_wake(struct shmring *r, _Atomic uint32_t *waiters)
 		if (v & _SHMRING_WQ_COUNT) {
 			s->wake_seen_ns[dir] = 0;
 		} else if (!(++s->wake_hot[dir] & 63)) {
-			uint64_t now = now_ns();
-			if (now - s->wake_look_ns[dir] > 1000000000ull)
+			if ((v & _SHMRING_WQ_SSEQ) != s->wake_sseq[dir]) {
+				s->wake_sseq[dir] = v & _SHMRING_WQ_SSEQ;
 				s->wake_seen_ns[dir] = 0;
-			s->wake_look_ns[dir] = now;
-			try_cool(q, v, now, 0, &s->wake_seen_ns[dir]);
+			}
+			try_cool(q, v, now_ns(), 0, &s->wake_seen_ns[dir]);
 		}
 	}
 }
@@ -1012,9 +1016,8 @@ static int cool(struct shmring *r, int dir, int rc)
 
 /* Clears HOT and HOTP of queue q (whose waiters word read v, hot) if nobody is registered and
  * neither slept (the handle's last sleep) nor *seen (when the handle first saw the queue hot, set
- * here if 0) lies within the second before now. The waker's side keeps *seen apart from the
- * blocking side's, so that a handle used by a producer thread and a consumer thread at once
- * shares no field between them. */
+ * here if 0) lies within the second before now. The waker's side keeps its *seen apart from
+ * the blocking side's: its publishes on a queue say nothing about its own sleeps there. */
 static void try_cool(struct _shmring_wq *q, uint32_t v, uint64_t now, uint64_t slept,
 		     uint64_t *seen)
 {

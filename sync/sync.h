@@ -44,10 +44,12 @@
  * A handle that has neither slept nor first seen the queue hot within the last second clears HOT
  * and HOTP at its next blocking call that did not sleep (_shmring_settled(), or a wait that
  * found the ring ready), or at a publish that found the queue hot and nobody registered (every
- * 64th such publish looks at the clock), if no sleeper is registered (CAS), and the fast path is
- * fence-free again; another handle that sleeps often then pays M1 at most once a second. So a
- * queue whose handles use only non-blocking calls from then on cools a second after its publisher
- * first saw it hot. Modelled in sync/handshake.pml, with another handle cooling at any moment.
+ * 64th such publish looks at the clock; a sleeper seen registered, or a new registration, starts
+ * the second again), if no sleeper is registered (CAS), and the fast path is fence-free again;
+ * another handle that sleeps often then pays M1 at most about once a second per publishing
+ * handle. So a queue whose handles use only non-blocking calls from then on cools once its
+ * publisher has seen it hot for a second and at least 128 publishes. Modelled in
+ * sync/handshake.pml, with another handle cooling at any moment.
  *
  * The skip (a waker that finds seq moved since the last registrant read it does not wake) is
  * for the futex back-end only: FUTEX_WAIT(seq, s) returns at once for a registrant whose s is
@@ -138,7 +140,7 @@ struct _shmring_sync {
 	uint64_t last_sleep_ns;		     /* CLOCK_MONOTONIC of this handle's last sleep */
 	uint64_t hot_seen_ns[2];	     /* when it first saw the queue hot, this time; 0 */
 	uint64_t wake_seen_ns[2];	     /* the same, as its publishes saw it (try_cool()) */
-	uint64_t wake_look_ns[2];	     /* when a publish last looked at the clock, hot */
+	uint32_t wake_sseq[2];		     /* the registrant's seq bits at that first look */
 	uint32_t wake_hot[2];		     /* publishes that found the queue hot, unregistered */
 	int linked;
 };

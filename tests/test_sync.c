@@ -518,6 +518,42 @@ Test(sync, hot_mode_cooled_by_non_blocking_publishes, .timeout = 30)
 	shmring_close(b);
 }
 
+/* The same for a publisher of 40 a second (found in review: a restart of its second on any
+ * pause of a second between two looks at the clock, one per 64 publishes, kept it from ever
+ * cooling the queue). */
+Test(sync, hot_mode_cooled_by_a_slow_publisher, .timeout = 30)
+{
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
+	struct shmring *b, *a;
+	size_t len;
+	uint64_t v = 7;
+
+	cr_assert_eq(shmring_create_anon(&p, &b), 0);
+	void *base = shmring_base(b, &len);
+	cr_assert_eq(shmring_attach(base, len, &p, &a), 0);
+	cr_assert_eq(shmring_set_wait_policy(a, &pol), 0);
+	struct timespec dl = tu_in_ms(50);
+	cr_assert_eq(shmring_spsc_pop_wait(a, &v, &dl), -ETIMEDOUT);
+	uint32_t w = atomic_load(b->wake_data);
+	if (w & _SHMRING_WQ_FENCE)
+		cr_skip_test("no membarrier here: wakers always fence, no hot mode");
+	cr_assert_neq(w & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0, "not hot: nothing tested");
+	uint64_t t0 = tu_now_ns(), cooled = 0, n;
+	for (n = 0; !cooled && tu_now_ns() - t0 < 8000000000ull; n++) {
+		cr_assert_eq(shmring_spsc_push(b, &n), 0);
+		cr_assert_eq(shmring_spsc_pop(a, &v), 0);
+		if (!(atomic_load(b->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)))
+			cooled = tu_now_ns() - t0;
+		else
+			usleep(25000);
+	}
+	cr_assert_neq(cooled, 0, "still hot after %llu publishes in 8 s", (unsigned long long)n);
+	cr_assert_geq(n, 128, "cooled after %llu publishes", (unsigned long long)n);
+	shmring_close(a);
+	shmring_close(b);
+}
+
 /* Found in review: a negative tv_sec became about 2^64 ns (a wait that never timed out), and
  * tv_sec past about 1.8e10 wrapped (an immediate -ETIMEDOUT). */
 Test(sync, deadline_out_of_range, .timeout = 20)

@@ -39,8 +39,9 @@ struct shmring {
 	struct _shmring_sync *sync;   /* process-local wait state (sync/sync.h) */
 
 	/*
-	 * Producer-side state. Own block, so that one handle shared by a producer thread and a
-	 * consumer thread does not bounce a line on every operation.
+	 * Producer-side state, in a block of its own. A handle is used by one thread at a time
+	 * (shmring/spsc.h): two threads sharing one, one per side, would race on the sleep and
+	 * statistics state (found in review), whatever the blocks.
 	 */
 	alignas(64) struct {
 		uint64_t tail; /* next position to write; authoritative (we are the only writer) */
