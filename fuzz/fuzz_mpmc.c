@@ -44,20 +44,24 @@ static int alive_fn(uint64_t owner, void *arg)
 	return !dead_owner[i];
 }
 
-static int countdown;
+static int countdown, died_point;
 static int die_hook(struct shmring *r, int point, int queue, void *arg)
 {
 	(void)r;
-	(void)point;
 	(void)queue;
 	(void)arg;
-	return --countdown == 0;
+	if (--countdown == 0) {
+		died_point = point;
+		return 1;
+	}
+	return 0;
 }
 
 struct model {
 	uint64_t q[MODELQ]; /* pushed, not yet popped (or dropped by a dead consumer) */
 	unsigned head, n;
-	uint64_t pending[64 * 64]; /* values of dead producers: may appear once, anywhere */
+	uint64_t pending[64 * 64];   /* values of dead producers: may appear once, anywhere */
+	unsigned char must[64 * 64]; /* its producer died publishing it: recovery publishes it */
 	unsigned npending;
 	unsigned lose; /* dead consumers: elements that may be skipped */
 	unsigned unrecovered;
@@ -86,7 +90,9 @@ static void model_pop(uint64_t v)
 {
 	for (unsigned k = 0; k < m.npending; k++)
 		if (m.pending[k] == v) {
-			m.pending[k] = m.pending[--m.npending];
+			m.npending--;
+			m.pending[k] = m.pending[m.npending];
+			m.must[k] = m.must[m.npending];
 			return;
 		}
 	for (;;) {
@@ -103,7 +109,25 @@ static void model_pop(uint64_t v)
 
 static struct shmring *ring;
 static struct shmring *part[MAXPART];
+static unsigned char broke[MAXPART]; /* part[i] has said -EPROTO */
 static unsigned nown;
+
+/*
+ * Once shared memory holds hostile words the model is void, but not the contract: every call
+ * returns a count up to n, -EAGAIN, -EINVAL (a bulk larger than the ring) or -EPROTO, and a
+ * handle that said -EPROTO says it to every later call and reads broken (found in review:
+ * nothing was checked after a hostile write). ok is what the untainted run accepts besides.
+ */
+static void check_tainted(unsigned who, int rc, int n)
+{
+	if (broke[who])
+		CHECK(rc == -EPROTO);
+	CHECK(rc <= n && (rc >= 0 || rc == -EAGAIN || rc == -EPROTO || rc == -EINVAL));
+	if (rc == -EPROTO) {
+		broke[who] = 1;
+		CHECK(shmring_is_broken(part[who]) == 1);
+	}
+}
 
 static struct shmring *new_participant(void)
 {
@@ -134,6 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Process-wide, so that attach too sees the fake owners as the harness does (else the
 	 * kernel says pid 0x5002 is gone and attach takes over a live participant's record). */
 	shmring_mpmc_set_alive_fn(NULL, alive_fn, NULL);
+	memset(broke, 0, sizeof(broke));
 	for (unsigned i = 0; i < np; i++)
 		part[i] = new_participant();
 	int tainted = 0, bulk = (data[0] & 0x10) != 0;
@@ -163,8 +188,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				     : op & 1 ? shmring_mpmc_pop_bulk(h, v, n)
 					      : shmring_mpmc_pop_burst(h, v, n);
 			}
-			if (tainted)
+			if (tainted) {
+				check_tainted(who, rc, (int)n);
 				continue;
+			}
 			CHECK(rc >= 0 || rc == -EAGAIN ||
 			      (rc == -EINVAL && bulk && (op & 1) && n > cap));
 			if (!bulk)
@@ -207,9 +234,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			shmring_mpmc_set_hook(h, NULL, NULL);
 			if (rc != -ECANCELED) {
 				countdown = 0;
-				if (tainted)
+				if (tainted) {
+					check_tainted(who, rc, (int)n);
 					continue;
-				/* it finished: account as a normal op */
+				}
+				/* it finished: account as a normal op (found in review: its return
+				 * went unchecked) */
+				CHECK(rc >= 0 || rc == -EAGAIN ||
+				      (rc == -EINVAL && bulk && (n & 1) && n > cap));
+				CHECK(!bulk || !(n & 1) || rc < 0 || rc == (int)n);
+				CHECK(rc <= (int)n);
 				if (!bulk)
 					rc = rc == 0 ? 1 : rc;
 				for (int k = 0; k < rc; k++) {
@@ -226,16 +260,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				dead_owner[o] = 1;
 			shmring_close(h);
 			part[who] = new_participant();
+			broke[who] = 0;
 			m.unrecovered++;
-			if (op == 12)
-				for (unsigned k = 0; k < n; k++)
+			if (op == 12) {
+				/* A single push that died before it began publishing (at FILLED
+				 * or before) was never pushed: its element must never appear. One
+				 * that died in an enqueue phase is published, exactly once, by
+				 * recovery (shmring_mpmc_recover()). Found in review: the model
+				 * took either for "may appear", and a recovery that dropped such
+				 * an element passed. */
+				if (!bulk && died_point < SHMRING_MPMC_HOOK_ENQ_FAA)
+					continue;
+				for (unsigned k = 0; k < n; k++) {
+					m.must[m.npending] = !bulk;
 					m.pending[m.npending++] = v[k];
-			else
+				}
+			} else if (bulk || died_point != SHMRING_MPMC_HOOK_DEQ_FAA) {
+				/* Dead before its fetch-and-add (DEQ_FAA), a single pop took
+				 * nothing; else it may have taken n (a dead producer's published
+				 * element among them: the final check counts those). */
 				m.lose += n;
+			}
 		} else if (op == 14) { /* recover */
 			int rc = shmring_mpmc_recover(h);
-			if (tainted)
+			if (tainted) {
+				if (broke[who])
+					CHECK(rc == -EPROTO);
+				if (rc == -EPROTO)
+					broke[who] = 1;
 				continue;
+			}
 			CHECK(rc >= 0); /* nothing live is mid-step in a sequential run */
 			m.unrecovered = 0;
 		} else { /* hostile write: a byte-chosen word of the shared state */
@@ -277,7 +331,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			model_pop(v); /* found in review: only counted, a duplicate could hide */
 			got++;
 		}
-		CHECK(m.n <= m.lose); /* what never came out, dead consumers may have taken */
+		/* What never came out, queued or published by recovery for a dead producer, dead
+		 * consumers may have taken: a dead dequeuer's position can also swallow an
+		 * element recovery publishes later (ring/mpmc.c, find_stranded()). */
+		unsigned must_left = 0;
+		for (unsigned k = 0; k < m.npending; k++)
+			must_left += m.must[k];
+		CHECK(m.n + must_left <= m.lose);
 		/* Capacity never shrinks: recovery gave back every slot the dead held. */
 		for (uint64_t k = 0; k < cap; k++) {
 			v = k;

@@ -126,6 +126,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				CHECK((const uint8_t *)p >= d + 8 &&
 				      (const uint8_t *)p + n <= d + cap);
 				CHECK(n <= shmring_msg_max(r));
+				/* The record lies below the producer position the consumer read
+				 * (found in review: a peek without that check passed). */
+				CHECK(8 + (((uint64_t)n + 7) & ~7ull) <=
+				      r->c.tail_cache - r->c.head);
 				volatile uint8_t sink = 0;
 				for (uint32_t i = 0; i < n; i++)
 					sink ^= ((const uint8_t *)p)[i];

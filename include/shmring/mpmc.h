@@ -809,11 +809,13 @@ static inline int _shmring_mpmc_move_n(struct shmring *r, unsigned char *buf, un
 	int from = push ? _SHMRING_MP_FQ : _SHMRING_MP_AQ, to = !from;
 	uint64_t idx[SHMRING_MPMC_BULK_MAX];
 
+	/* A broken handle answers -EPROTO to everything, as SPSC's do, even to requests that
+	 * move nothing or can never succeed (found by fuzz_mpmc's check of broken handles). */
 	if (n == 0)
-		return 0;
+		return r->broken ? -EPROTO : 0;
 	if (n > SHMRING_MPMC_BULK_MAX || n > r->capacity) {
 		if (!up_to)
-			return -EINVAL;
+			return r->broken ? -EPROTO : -EINVAL;
 		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
 	}
 	int k = _shmring_mp_deq_n(r, rec, from, idx, n, up_to);
