@@ -39,9 +39,10 @@ struct shmring {
 	struct _shmring_sync *sync;   /* process-local wait state (sync/sync.h) */
 
 	/*
-	 * Producer-side state, in a block of its own. A handle is used by one thread at a time
-	 * (shmring/spsc.h): two threads sharing one, one per side, would race on the sleep and
-	 * statistics state (found in review), whatever the blocks.
+	 * Producer-side state, in a block of its own, so that one SPSC handle shared by a
+	 * producer thread and a consumer thread for the non-blocking calls does not bounce a
+	 * line on every operation (stress_spsc_threads runs that under TSan). The blocking calls
+	 * share this handle's sleep state (last_sleep_ns): they need a handle per thread.
 	 */
 	alignas(64) struct {
 		uint64_t tail; /* next position to write; authoritative (we are the only writer) */

@@ -2,8 +2,10 @@
 /*
  * SPSC ring of fixed-size elements: the hot paths, inline.
  *
- * One producer and one consumer, each in any process or thread; each side uses its own handle
- * (or one handle used from one thread for both sides). Positions are 64-bit and free running;
+ * One producer and one consumer, each in any process or thread; each side uses its own handle,
+ * or both share one: from one thread, or from a producer thread and a consumer thread for the
+ * non-blocking calls (the blocking calls need a handle per thread: they share its sleep state).
+ * Positions are 64-bit and free running;
  * slot = position & mask. Each side keeps its own position in its handle (it is the only
  * writer) and a cached copy of the other side's, and reads the shared copy only when the cache
  * says the ring is full (producer) or empty (consumer).
