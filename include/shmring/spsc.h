@@ -5,10 +5,10 @@
  * One producer and one consumer, each in any process or thread; each side uses its own handle,
  * or both share one: from one thread, or from a producer thread and a consumer thread for the
  * non-blocking calls (the blocking calls need a handle per thread: they share its sleep state).
- * Positions are 64-bit and free running;
- * slot = position & mask. Each side keeps its own position in its handle (it is the only
- * writer) and a cached copy of the other side's, and reads the shared copy only when the cache
- * says the ring is full (producer) or empty (consumer).
+ * Positions are 64-bit and free running; slot = position & mask. Each side keeps its own
+ * position in its handle (it is the only writer) and a cached copy of the other side's, and
+ * reads the shared copy only when the cache says the ring is full (producer) or empty
+ * (consumer).
  *
  * Return convention of every data call: the number of elements moved (or 0 on success for the
  * single-element calls), -EAGAIN if nothing could move (full or empty), -EPROTO if the peer
