@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -312,7 +313,12 @@ Test(msg_wait, deadline_mpsc)
 static int kill_producer_runs(uint32_t kind, int runs)
 {
 	int run;
+	/* How many sends had returned when the kill landed: every one of them must arrive
+	 * before -EPIPE (found in review: an -EPIPE before the drain passed). */
+	_Atomic uint64_t *sent =
+	    mmap(NULL, sizeof(*sent), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
+	cr_assert_neq(sent, MAP_FAILED);
 	srand(4242);
 	for (run = 0; run < runs; run++) {
 		const char *name = tu_shm_name("mk");
@@ -325,6 +331,7 @@ static int kill_producer_runs(uint32_t kind, int runs)
 		uint32_t max = shmring_msg_max(r);
 		int pfd[2];
 		cr_assert_eq(pipe(pfd), 0);
+		atomic_store(sent, 0);
 		pid_t pid = fork();
 		if (pid == 0) {
 			struct shmring *w = open_role(name, kind, SHMRING_F_PRODUCER, 0);
@@ -336,6 +343,7 @@ static int kill_producer_runs(uint32_t kind, int runs)
 				tu_msg_fill(b, 0, s, n);
 				if (shmring_msg_send_wait(w, b, n, TU_MSG_TYPE(0, s), NULL) != 0)
 					_exit(3);
+				atomic_store_explicit(sent, s + 1, memory_order_relaxed);
 				if (rand() % 64 == 0)
 					usleep((useconds_t)(rand() % 2000));
 			}
@@ -355,6 +363,11 @@ static int kill_producer_runs(uint32_t kind, int runs)
 			check_msg(buf, (uint32_t)rc, type, &next, 1, max);
 		cr_assert_eq(rc, -EPIPE, "run %d: %d after %llu", run, rc,
 			     (unsigned long long)next);
+		cr_assert_geq(next, atomic_load(sent), "run %d: -EPIPE after %llu of %llu sent",
+			      run, (unsigned long long)next, (unsigned long long)atomic_load(sent));
+		const void *left;
+		cr_assert_eq(shmring_msg_peek(r, &left, NULL, NULL), -EAGAIN,
+			     "run %d: -EPIPE with a message left", run);
 		uint64_t el = (tu_now_ns() - tk) / 1000000ull;
 		cr_assert_leq(el, SLICE_MS + 2 * TOL_MS, "run %d: EPIPE after %llu ms", run,
 			      (unsigned long long)el);
@@ -362,6 +375,7 @@ static int kill_producer_runs(uint32_t kind, int runs)
 		shmring_close(c);
 		shmring_unlink(name);
 	}
+	munmap((void *)sent, sizeof(*sent));
 	return run;
 }
 

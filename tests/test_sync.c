@@ -680,7 +680,12 @@ Test(sync, signal_storm_sem)
 static int kill_producer_runs(int sem, int runs)
 {
 	int ended = 0;
+	/* How many pushes had returned when the kill landed: every one of them must arrive
+	 * before -EPIPE (found in review: an -EPIPE before the drain passed). */
+	_Atomic uint64_t *sent =
+	    mmap(NULL, sizeof(*sent), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
+	cr_assert_neq(sent, MAP_FAILED);
 	srand(12345);
 	for (int run = 0; run < runs; run++) {
 		const char *name = tu_shm_name("kp");
@@ -692,6 +697,7 @@ static int kill_producer_runs(int sem, int runs)
 		cr_assert(r);
 		int pfd[2];
 		cr_assert_eq(pipe(pfd), 0);
+		atomic_store(sent, 0);
 		pid_t pid = fork();
 		if (pid == 0) {
 			struct shmring *w = open_role(name, SHMRING_F_PRODUCER, SLICE_MS, 0);
@@ -710,6 +716,7 @@ static int kill_producer_runs(int sem, int runs)
 				if (rc <= 0)
 					_exit(3);
 				i += (uint64_t)rc;
+				atomic_store_explicit(sent, i, memory_order_relaxed);
 				if (rand() % 64 == 0)
 					usleep((useconds_t)(rand() % 2000));
 			}
@@ -729,6 +736,9 @@ static int kill_producer_runs(int sem, int runs)
 		while ((rc = shmring_spsc_pop_wait(r, &v, NULL)) == 0)
 			cr_assert_eq(v, next++, "run %d: lost or reordered", run);
 		cr_assert_eq(rc, -EPIPE, "run %d: %d", run, rc);
+		cr_assert_geq(next, atomic_load(sent), "run %d: -EPIPE after %llu of %llu pushed",
+			      run, (unsigned long long)next, (unsigned long long)atomic_load(sent));
+		cr_assert_eq(shmring_spsc_size(r), 0, "run %d: -EPIPE with elements left", run);
 		uint64_t el = (tu_now_ns() - tk) / 1000000ull;
 		cr_assert_leq(el, SLICE_MS + 2 * TOL_MS, "run %d: EPIPE after %llu ms", run,
 			      (unsigned long long)el);
@@ -738,6 +748,7 @@ static int kill_producer_runs(int sem, int runs)
 		shmring_unlink(name);
 		ended++;
 	}
+	munmap((void *)sent, sizeof(*sent));
 	return ended;
 }
 
