@@ -19,17 +19,6 @@
 #include "../ring/layout.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 /* Independent of the library's, so a bug there cannot hide behind the same bug here. */
 static uint64_t fnv1a(const void *p, size_t n)
 {

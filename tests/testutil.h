@@ -10,6 +10,18 @@
 
 #include <shmring/shmring.h>
 
+/* 1 in a build under AddressSanitizer, which makes mlock() a no-op. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 /* A name unique to this process and call ("/shmring-test-<pid>-<n>-<tag>"), remembered so that
  * tu_cleanup() (run at exit, also after a failed assertion) unlinks it. */
 const char *tu_shm_name(const char *tag);
