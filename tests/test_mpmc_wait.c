@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sync/sync.h"
 #include "testutil.h"
 
 #define SLICE_MS 20
@@ -287,7 +288,10 @@ Test(mpmc_wait, sleeper_woken_by_push)
 		struct shmring *w;
 		if (shmring_open(name, &e, &w) != 0)
 			_exit(2);
-		usleep(200000);
+		/* Until the consumer is registered asleep (found in review: a fixed 200 ms, and
+		 * on a loaded machine the push could come first and wake nobody). */
+		for (int i = 0; i < 2000 && !(atomic_load(w->wake_data) & _SHMRING_WQ_COUNT); i++)
+			usleep(1000);
 		struct elem x = {3, 33};
 		if (shmring_mpmc_push(w, &x) != 0)
 			_exit(3);
