@@ -668,6 +668,12 @@ Test(msg_stream, mpsc_named)
 	for (int i = 0; i < 2; i++)
 		cr_assert_eq(tu_wait(pids[i]), 0);
 	cr_assert_eq(s.total, 20000);
+	/* Each producer's whole stream, and nothing after it. */
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(s.next[i], 10000, "producer %d: %llu", i,
+			     (unsigned long long)s.next[i]);
+	const void *left;
+	cr_assert_eq(shmring_msg_peek(r, &left, NULL, NULL), -EAGAIN);
 	shmring_close(r);
 }
 
