@@ -1116,7 +1116,10 @@ Test(mpmc, kill_injection_200_runs, .timeout = 120)
 		    runs, killed, mid, phase[0], phase[1], phase[2], phase[3], phase[4], phase[5],
 		    phase[6], phase[7]);
 	cr_assert_eq(killed, runs, "a run without its kill");
-	cr_assert_geq(mid, runs / 2, "only %d of %d runs killed their victim inside a call", mid,
+	/* Measured: 150-199 of 200 in a debug build, 76-126 in the optimized ones of
+	 * scripts/test.sh (shorter calls, and a victim that waits in sched_yield longer), on 2
+	 * loaded CPUs. A fifth still puts every phase to the test. */
+	cr_assert_geq(mid, runs / 5, "only %d of %d runs killed their victim inside a call", mid,
 		      runs);
 }
 
