@@ -437,6 +437,56 @@ Test(sync, hot_mode_cools_without_another_wait, .timeout = 30)
 }
 
 /*
+ * A publisher b and a second handle a on one anonymous SPSC ring, with a asleep once as consumer
+ * (50 ms), so that the data queue is hot. Returns its waiters word (skips the test where there
+ * is no membarrier: wakers then always fence, and there is no hot mode).
+ */
+static uint32_t hot_pair(struct shmring **b, struct shmring **a)
+{
+	struct shmring_params p = params(8, 8, 0);
+	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
+	size_t len;
+	uint64_t v;
+
+	cr_assert_eq(shmring_create_anon(&p, b), 0);
+	void *base = shmring_base(*b, &len);
+	cr_assert_eq(shmring_attach(base, len, &p, a), 0);
+	cr_assert_eq(shmring_set_wait_policy(*a, &pol), 0);
+	struct timespec dl = tu_in_ms(50);
+	cr_assert_eq(shmring_spsc_pop_wait(*a, &v, &dl), -ETIMEDOUT);
+	uint32_t w = atomic_load((*b)->wake_data);
+	if (w & _SHMRING_WQ_FENCE)
+		cr_skip_test("no membarrier here: wakers always fence, no hot mode");
+	return w;
+}
+
+/*
+ * b pushes and a pops, non-blocking, until the queue is cool or limit_ns have passed, pausing
+ * pause_us after every publish (or 1 ms every 1024 with pause_us 0). Returns the ns it took
+ * (0: still hot), and in *n the publishes made.
+ */
+static uint64_t publish_until_cool(struct shmring *b, struct shmring *a, unsigned pause_us,
+				   uint64_t limit_ns, uint64_t *n)
+{
+	uint64_t t0 = tu_now_ns(), v;
+
+	for (*n = 0; tu_now_ns() - t0 < limit_ns; ++*n) {
+		cr_assert_eq(shmring_spsc_push(b, n), 0);
+		cr_assert_eq(shmring_spsc_pop(a, &v), 0);
+		cr_assert_eq(v, *n);
+		if (!(atomic_load(b->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP))) {
+			++*n;
+			return tu_now_ns() - t0;
+		}
+		if (pause_us)
+			usleep(pause_us);
+		else if (!(*n & 1023))
+			usleep(1000); /* pauses too: still one stretch */
+	}
+	return 0;
+}
+
+/*
  * Hot mode is the queue's: a handle that never slept cools it only once it has seen it hot for a
  * second, not at once (found in review: under a handle that sleeps often, every sleep paid the
  * membarrier again), and not never (found in review of that: once the only sleeper had gone, the
@@ -444,25 +494,14 @@ Test(sync, hot_mode_cools_without_another_wait, .timeout = 30)
  */
 Test(sync, hot_mode_cooled_by_a_handle_that_never_slept, .timeout = 30)
 {
-	struct shmring_params p = params(8, 8, 0);
-	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
 	struct shmring *b, *a;
-	size_t len;
 	uint64_t v = 7;
+	uint32_t w = hot_pair(&b, &a);
 
-	cr_assert_eq(shmring_create_anon(&p, &b), 0);
-	void *base = shmring_base(b, &len);
-	cr_assert_eq(shmring_attach(base, len, &p, &a), 0);
-	cr_assert_eq(shmring_set_wait_policy(a, &pol), 0);
-	struct timespec dl = tu_in_ms(50);
-	cr_assert_eq(shmring_spsc_pop_wait(a, &v, &dl), -ETIMEDOUT);
-	uint32_t w = atomic_load(b->wake_data);
-	if (w & _SHMRING_WQ_FENCE)
-		cr_skip_test("no membarrier here: wakers always fence, no hot mode");
 	cr_assert_neq(w & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0, "not hot: nothing tested");
 	shmring_close(a);
 	for (int round = 0; round < 2; round++) {
-		dl = tu_in_ms(1000);
+		struct timespec dl = tu_in_ms(1000);
 		cr_assert_eq(shmring_spsc_push(b, &v), 0);
 		cr_assert_eq(shmring_spsc_pop_wait(b, &v, &dl), 0);
 		w = atomic_load(b->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP);
@@ -483,33 +522,11 @@ Test(sync, hot_mode_cooled_by_a_handle_that_never_slept, .timeout = 30)
  */
 Test(sync, hot_mode_cooled_by_non_blocking_publishes, .timeout = 30)
 {
-	struct shmring_params p = params(8, 8, 0);
-	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
 	struct shmring *b, *a;
-	size_t len;
-	uint64_t v = 7;
+	uint32_t w = hot_pair(&b, &a);
 
-	cr_assert_eq(shmring_create_anon(&p, &b), 0);
-	void *base = shmring_base(b, &len);
-	cr_assert_eq(shmring_attach(base, len, &p, &a), 0);
-	cr_assert_eq(shmring_set_wait_policy(a, &pol), 0);
-	struct timespec dl = tu_in_ms(50);
-	cr_assert_eq(shmring_spsc_pop_wait(a, &v, &dl), -ETIMEDOUT);
-	uint32_t w = atomic_load(b->wake_data);
-	if (w & _SHMRING_WQ_FENCE)
-		cr_skip_test("no membarrier here: wakers always fence, no hot mode");
 	cr_assert_neq(w & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0, "not hot: nothing tested");
-	uint64_t t0 = tu_now_ns(), cooled = 0;
-	for (uint64_t n = 0; !cooled && tu_now_ns() - t0 < 5000000000ull; n++) {
-		cr_assert_eq(shmring_spsc_push(b, &n), 0);
-		cr_assert_eq(shmring_spsc_pop(a, &v), 0);
-		cr_assert_eq(v, n);
-		if (!(atomic_load(b->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)))
-			cooled = tu_now_ns() - t0;
-		else if (!(n & 1023))
-			usleep(
-			    1000); /* a publisher that also pauses: still counted as one stretch */
-	}
+	uint64_t n, cooled = publish_until_cool(b, a, 0, 5000000000ull, &n);
 	cr_assert_neq(cooled, 0, "still hot after 5 s of non-blocking publishes");
 	cr_assert_geq(cooled, 1000000000ull, "cooled after %llu ms, before the second",
 		      (unsigned long long)(cooled / 1000000u));
@@ -523,31 +540,11 @@ Test(sync, hot_mode_cooled_by_non_blocking_publishes, .timeout = 30)
  * cooling the queue). */
 Test(sync, hot_mode_cooled_by_a_slow_publisher, .timeout = 30)
 {
-	struct shmring_params p = params(8, 8, 0);
-	struct shmring_wait_policy pol = {.spin_ns = UINT32_MAX, .yields = UINT32_MAX};
 	struct shmring *b, *a;
-	size_t len;
-	uint64_t v = 7;
+	uint32_t w = hot_pair(&b, &a);
 
-	cr_assert_eq(shmring_create_anon(&p, &b), 0);
-	void *base = shmring_base(b, &len);
-	cr_assert_eq(shmring_attach(base, len, &p, &a), 0);
-	cr_assert_eq(shmring_set_wait_policy(a, &pol), 0);
-	struct timespec dl = tu_in_ms(50);
-	cr_assert_eq(shmring_spsc_pop_wait(a, &v, &dl), -ETIMEDOUT);
-	uint32_t w = atomic_load(b->wake_data);
-	if (w & _SHMRING_WQ_FENCE)
-		cr_skip_test("no membarrier here: wakers always fence, no hot mode");
 	cr_assert_neq(w & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP), 0, "not hot: nothing tested");
-	uint64_t t0 = tu_now_ns(), cooled = 0, n;
-	for (n = 0; !cooled && tu_now_ns() - t0 < 8000000000ull; n++) {
-		cr_assert_eq(shmring_spsc_push(b, &n), 0);
-		cr_assert_eq(shmring_spsc_pop(a, &v), 0);
-		if (!(atomic_load(b->wake_data) & (_SHMRING_WQ_HOT | _SHMRING_WQ_HOTP)))
-			cooled = tu_now_ns() - t0;
-		else
-			usleep(25000);
-	}
+	uint64_t n, cooled = publish_until_cool(b, a, 25000, 8000000000ull, &n);
 	cr_assert_neq(cooled, 0, "still hot after %llu publishes in 8 s", (unsigned long long)n);
 	cr_assert_geq(n, 128, "cooled after %llu publishes", (unsigned long long)n);
 	shmring_close(a);
