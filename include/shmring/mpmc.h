@@ -127,10 +127,13 @@ enum shmring_mpmc_hook_point {
 	SHMRING_MPMC_HOOK_FILLED =
 	    5,			    /* producer: data written, not published (the parking point) */
 	SHMRING_MPMC_HOOK_READ = 6, /* consumer: data read, index not given back */
-	SHMRING_MPMC_HOOK_ENQ_FAA = 7,	/* record says ENQ_FAA */
-	SHMRING_MPMC_HOOK_ENQ_POS = 8,	/* tail taken, not recorded */
-	SHMRING_MPMC_HOOK_ENQ_CAS = 9,	/* recorded, entry not written */
-	SHMRING_MPMC_HOOK_ENQ_DONE = 10 /* entry written, record not idle */
+	SHMRING_MPMC_HOOK_ENQ_FAA = 7,	  /* record says ENQ_FAA */
+	SHMRING_MPMC_HOOK_ENQ_POS = 8,	  /* tail taken, not recorded */
+	SHMRING_MPMC_HOOK_ENQ_CAS = 9,	  /* recorded, entry not written */
+	SHMRING_MPMC_HOOK_ENQ_DONE = 10,  /* entry written, record not idle */
+	SHMRING_MPMC_HOOK_BULK_EMPTY = 11 /* bulk take: head moved over the run (record says
+					   * DEQ_BULK), entries before this one emptied, this one
+					   * not: once per element */
 };
 
 /*
@@ -666,6 +669,9 @@ static inline int _shmring_mp_deq_n(struct shmring *r, struct _shmring_mpmc_rec 
 				      _SHMRING_MP_B_RQ(q));
 		for (unsigned j = 0; j < k; j++) {
 			_Atomic uint64_t *slot = _shmring_mp_slot(r, q, h + off[j]);
+			/* Lets a test die with part of the run emptied (recovery's DEQ_BULK case);
+			 * without it only single-stepping reached that state. */
+			_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_BULK_EMPTY, q);
 			atomic_store_explicit(
 			    &r->m.seq[idx[j]],
 			    atomic_load_explicit(&r->m.seq[idx[j]], memory_order_relaxed) + 1,
