@@ -33,34 +33,49 @@ static int advise(void *base, size_t len, int advice, uint32_t flag, uint32_t fl
 	return (flags & SHMRING_F_REQUIRE) ? -errno : 0;
 }
 
+/*
+ * Allocates every page of the mapping now. fallocate(2) first where it can say ENOSPC before a
+ * store could meet SIGBUS, but not under MADV_HUGEPAGE: it allocates small pages, which the
+ * advice then never replaces (found in review: PREFAULT | HUGEPAGE got no huge page). There the
+ * populate allocates through the mapping, and says EFAULT ("a SIGBUS would have been raised")
+ * where tmpfs has no room: that is ENOSPC, the documented return (found in review: it came
+ * out as an unknown error). Only the creator uses fallocate, never glibc's posix_fallocate(),
+ * which emulates a missing fallocate by pread/pwrite of one byte per block, racing a live
+ * peer's stores.
+ */
+static int populate(void *base, size_t len, int fd, int fresh, int huge)
+{
+	int alloc = fd >= 0 && fresh;
+
+	if (alloc && !huge) {
+		if (fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != EINVAL)
+			return -errno;
+		alloc = 0;
+	}
+	if (madvise(base, len, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno == EFAULT)
+		return -ENOSPC;
+	if (errno != EINVAL)
+		return -errno;
+	/* Old kernel: touch each page, after the fallocate that turns no room into ENOSPC rather
+	 * than SIGBUS. An atomic add of zero writes without changing what a peer may be writing
+	 * at the same moment. */
+	if (alloc && fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != EINVAL)
+		return -errno;
+	long pg = sysconf(_SC_PAGESIZE);
+	for (size_t o = 0; o < len; o += (size_t)pg)
+		__atomic_fetch_add((unsigned char *)base + o, 0, __ATOMIC_RELAXED);
+	return 0;
+}
+
 int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,
 			 uint32_t *effective)
 {
 	uint32_t eff = 0;
 	int rc;
 
-	if (flags & SHMRING_F_PREFAULT) {
-		/*
-		 * Allocate the backing first: on a full tmpfs this is where ENOSPC belongs, rather
-		 * than a SIGBUS at the first store that finds no page.
-		 */
-		/* Only the creator allocates, and only with fallocate(2): glibc's posix_fallocate()
-		 * emulates a missing fallocate by pread/pwrite of one byte per block, which would
-		 * race with a live peer's stores. */
-		if (fd >= 0 && fresh && fallocate(fd, 0, 0, (off_t)len) != 0 &&
-		    errno != EOPNOTSUPP && errno != EINVAL)
-			return -errno;
-		if (madvise(base, len, MADV_POPULATE_WRITE) != 0) {
-			if (errno != EINVAL)
-				return -errno;
-			/* Old kernel: touch each page. An atomic add of zero writes without
-			 * changing what a peer may be writing at the same moment. */
-			long pg = sysconf(_SC_PAGESIZE);
-			for (size_t o = 0; o < len; o += (size_t)pg)
-				__atomic_fetch_add((unsigned char *)base + o, 0, __ATOMIC_RELAXED);
-		}
-		eff |= SHMRING_F_PREFAULT;
-	}
+	/* Before anything allocates a page: pages allocated before the advice stay small. */
 	if (flags & SHMRING_F_HUGEPAGE) {
 		rc = advise(base, len, MADV_HUGEPAGE, SHMRING_F_HUGEPAGE, flags, &eff);
 		if (rc)
@@ -70,6 +85,16 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 		rc = advise(base, len, MADV_DONTDUMP, SHMRING_F_DONTDUMP, flags, &eff);
 		if (rc)
 			return rc;
+	}
+	/* Allocate the backing first: on a full tmpfs this is where ENOSPC belongs, rather than
+	 * a SIGBUS at the first store that finds no page. mlock() allocates too, but says ENOMEM
+	 * for no room, which reads as a lock limit (found in review): so MLOCK populates first. */
+	if (flags & (SHMRING_F_PREFAULT | SHMRING_F_MLOCK)) {
+		rc = populate(base, len, fd, fresh, (eff & SHMRING_F_HUGEPAGE) != 0);
+		if (rc)
+			return rc;
+		if (flags & SHMRING_F_PREFAULT)
+			eff |= SHMRING_F_PREFAULT;
 	}
 	if (flags & SHMRING_F_MLOCK) {
 		/* Never advisory: a caller who asked for locked memory must know it did not get it.
@@ -93,6 +118,8 @@ ssize_t shmring_lock_bytes(const struct shmring_params *p)
 	uint64_t n = (l.total_size + (uint64_t)pg - 1) & ~((uint64_t)pg - 1);
 	return n > (uint64_t)SSIZE_MAX ? -EOVERFLOW : (ssize_t)n;
 }
+
+static int unlink_ring(const char *seg_path, const char *name, int (*rm)(const char *));
 
 /* ---- segments ---------------------------------------------------------------------------- */
 
@@ -431,10 +458,10 @@ static void unlink_if_ours(const char *name, int shm, int have_mine, const struc
 	if (have_mine && (lstat(shm ? path : name, &now) != 0 || now.st_dev != mine->st_dev ||
 			  now.st_ino != mine->st_ino))
 		return;
-	if (shm)
-		shm_unlink(name);
-	else
-		unlink(name);
+	/* With its event FIFO: the header reads READY before the last steps that can fail (the
+	 * record lock, the role claim), and a peer that opened the ring in between may have made
+	 * it (found in review: a failed create left <name>.ev in /dev/shm). */
+	unlink_ring(shm ? path : name, name, shm ? shm_unlink : unlink);
 }
 
 int shmring_create(const char *name, const struct shmring_params *p, struct shmring **out)
@@ -471,7 +498,7 @@ int shmring_open(const char *name, const struct shmring_params *expect, struct s
 
 	if (!expect || !out)
 		return -EINVAL;
-	if (!valid_shm_name(name))
+	if (!valid_shm_name(name) || _shmring_expect_check(expect))
 		return -EINVAL;
 	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0)
@@ -556,13 +583,13 @@ int shmring_open_file(const char *path, const struct shmring_params *expect, str
 {
 	int fd;
 
-	if (!path || !*path || !expect || !out)
+	if (!path || !*path || !expect || !out || _shmring_expect_check(expect))
 		return -EINVAL;
 	/* O_NONBLOCK, O_NOCTTY: a path that names a device or a FIFO is refused after fstat(),
 	 * without the open blocking or making a terminal ours; no effect on a regular file. */
 	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) /* a directory is not a ring file, as a FIFO is not (found in review) */
+		return errno == EISDIR ? -EINVAL : -errno;
 	return _shmring_sync_opened(open_on_fd(fd, expect, out), expect->flags, out);
 }
 
@@ -609,9 +636,13 @@ int shmring_sync(struct shmring *r)
 {
 	if (!r || !r->seg)
 		return -EINVAL;
-	if (r->seg->fd < 0 || !r->seg->owns_mapping)
-		return 0; /* nothing durable behind it */
-	return msync(r->seg->base, r->seg->len, MS_SYNC) == 0 ? 0 : -errno;
+	if (r->seg->fd < 0 && r->seg->owns_mapping)
+		return 0; /* anonymous: nothing durable behind it */
+	/* The caller's memory may be its own MAP_SHARED file mapping (found in review: this said
+	 * 0 for it without syncing); msync() wants a page-aligned start. */
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)r->seg->base;
+	uintptr_t a = b & ~(pg - 1);
+	return msync((void *)a, r->seg->len + (b - a), MS_SYNC) == 0 ? 0 : -errno;
 }
 
 /* ---- caller's memory ---------------------------------------------------------------------- */
@@ -653,7 +684,7 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 	 * accepted and ignored). The caller applies them to its own mapping. */
 	if (expect->flags & SHMRING_F_HINTS_MASK)
 		return -EINVAL;
-	if (expect->reserved_ || (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
+	if (_shmring_expect_check(expect))
 		return -EINVAL;
 	key = (struct _shmring_key){_SHMRING_KEY_ADDRESS, (uintptr_t)mem, 0};
 	/* The mapping of a ring this process opened by name or path: the handle shares that

@@ -138,7 +138,8 @@ int shmring_is_broken(const struct shmring *r)
 
 const char *shmring_strerror(int err)
 {
-	switch (err < 0 ? -err : err) {
+	/* Negated as unsigned: -INT_MIN overflows (found in review, by UBSan). */
+	switch (err < 0 ? 0u - (unsigned)err : (unsigned)err) {
 	case 0:
 		return "success";
 	case EAGAIN:

@@ -77,6 +77,10 @@ void _shmring_format(void *mem, const struct _shmring_layout *l);
 /* sync/: initialises the sync part (semaphores) before the header is published. */
 void _shmring_sync_format(void *sync_part, uint32_t hflags);
 
+/* -EINVAL for an expect (open, attach) that no ring can match: no such kind, an impossible
+ * element size or capacity, unknown flags or reserved bits; else 0. The caller's mistake, not a
+ * foreign segment (found in review: it said -EPROTO). */
+int _shmring_expect_check(const struct shmring_params *expect);
 int _shmring_validate(const void *mem, size_t len, const struct shmring_params *expect,
 		      struct _shmring_layout *out);
 

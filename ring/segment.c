@@ -111,6 +111,19 @@ void _shmring_format(void *mem, const struct _shmring_layout *l)
 	atomic_store_explicit(&h->state, _SHMRING_READY, memory_order_release);
 }
 
+int _shmring_expect_check(const struct shmring_params *expect)
+{
+	struct shmring_params want = *expect;
+	struct _shmring_layout l;
+	int msg = expect->kind == SHMRING_MSG || expect->kind == SHMRING_MSG_MPSC;
+
+	/* Judged by the rules of a create, with its zero (any) fields made valid. */
+	want.elem_size = want.elem_size ? want.elem_size : 1;
+	want.capacity = want.capacity ? want.capacity : msg ? SHMRING_MSG_CAPACITY_MIN : 1;
+	int rc = _shmring_layout(&want, &l);
+	return rc == -EINVAL ? rc : 0;
+}
+
 int _shmring_validate(const void *mem, size_t len, const struct shmring_params *expect,
 		      struct _shmring_layout *out)
 {

@@ -46,10 +46,15 @@ enum shmring_kind {
  * which took effect. SHMRING_F_MLOCK is never silently dropped.
  */
 #define SHMRING_F_PREFAULT                                                                         \
-	(1u << 0)		     /* allocate backing now (ENOSPC at create, not SIGBUS later)  \
-				      */
-#define SHMRING_F_MLOCK	   (1u << 1) /* mlock the mapping; fails with -ENOMEM or -EPERM */
-#define SHMRING_F_HUGEPAGE (1u << 2) /* MADV_HUGEPAGE (advisory) */
+	(1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later)                     \
+		   */
+/* mlock the mapping (allocating it first, as PREFAULT: -ENOSPC for no room); fails with
+ * -ENOMEM or -EPERM where the lock is refused */
+#define SHMRING_F_MLOCK (1u << 1)
+/* MADV_HUGEPAGE (advisory), given before PREFAULT or MLOCK allocate, so that they allocate huge
+ * pages where the kernel has them for shared memory (/sys/kernel/mm/transparent_hugepage/
+ * shmem_enabled; where that says never, the advice is taken and changes nothing) */
+#define SHMRING_F_HUGEPAGE (1u << 2)
 #define SHMRING_F_DONTDUMP                                                                         \
 	(1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory)                     \
 		   */
@@ -130,9 +135,9 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect,
  * p->mode says otherwise, sizes it, maps it, applies the hints and writes an empty ring.
  * Returns 0, -EEXIST (another creator won), -EINVAL (bad name or geometry), -EOVERFLOW
  * (capacity * elem_size over 2^46 bytes, or the segment over SSIZE_MAX), -ENOSPC/-EDQUOT
- * (no room for what the create writes; for the slots too with SHMRING_F_PREFAULT, which
- * reports here what would otherwise be a SIGBUS at a later push), -ENOMEM, -EPERM/-ENOMEM
- * (mlock refused), or another errno from the kernel;
+ * (no room for what the create writes; for the slots too with SHMRING_F_PREFAULT or
+ * SHMRING_F_MLOCK, which report here what would otherwise be a SIGBUS at a later push),
+ * -ENOMEM, -EPERM/-ENOMEM (mlock refused), or another errno from the kernel;
  * for MPMC also -EUSERS (every participant record taken) and what reopening the ring's own
  * file for its record lock and locking can give (-EMFILE, -EACCES: a mode the caller may not
  * open read-write; -ENOLCK); with a role flag, -EOPNOTSUPP without /proc (shmring/sync.h,
@@ -147,9 +152,11 @@ int shmring_create(const char *name, const struct shmring_params *p, struct shmr
  * size the object has. Returns 0, -ENOENT, -ETIMEDOUT (never published: creator still working
  * or died), -EPROTO (corrupt, incompatible or of another kind or geometry; nothing stays
  * mapped), -EAGAIN (a peer kept moving its position while the first reading was taken),
- * -EINVAL; for MPMC also -EUSERS, -EMFILE, -EACCES, -ENOLCK as for shmring_create; with a role
- * flag (SHMRING_F_PRODUCER, SHMRING_F_CONSUMER) -EOPNOTSUPP where there is no /proc (as for
- * shmring_create). May block up to the timeout.
+ * -EINVAL (also for an expect that no ring can match: no such kind, a capacity that is not a
+ * power of two), -ENOSPC (SHMRING_F_PREFAULT or SHMRING_F_MLOCK on a sparse ring with no room
+ * left for its pages), -EPERM/-ENOMEM (mlock refused); for MPMC also -EUSERS, -EMFILE, -EACCES,
+ * -ENOLCK as for shmring_create; with a role flag (SHMRING_F_PRODUCER, SHMRING_F_CONSUMER)
+ * -EOPNOTSUPP where there is no /proc (as for shmring_create). May block up to the timeout.
  */
 int shmring_open(const char *name, const struct shmring_params *expect, struct shmring **out);
 
@@ -176,8 +183,10 @@ int shmring_unlink_file(const char *path);
 int shmring_create_anon(const struct shmring_params *p, struct shmring **out);
 
 /*
- * msync(MS_SYNC) of the whole mapping: makes a file-backed ring durable. Returns 0 or -errno.
- * May block on I/O.
+ * msync(MS_SYNC) of the whole mapping: makes a file-backed ring durable. For a ring in the
+ * caller's memory (shmring_attach on memory the library did not map), msync of the pages the
+ * ring lies in, which makes it durable when the caller mapped a file there. Anonymous memory
+ * has nothing behind it: 0. Returns 0 or -errno. May block on I/O.
  */
 int shmring_sync(struct shmring *r);
 
