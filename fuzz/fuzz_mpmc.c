@@ -347,6 +347,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint64_t k = 0; k < cap; k++)
 			CHECK(shmring_mpmc_pop(ring, &v) == 0 && v == k);
 		CHECK(shmring_mpmc_pop(ring, &v) == -EAGAIN);
+		/* Empty and quiescent: every slot index in exactly one entry, of the free queue.
+		 * An entry left holding an index that is also elsewhere is lost to the queue for
+		 * good, which the capacity check alone misses while the 2n entries still have room
+		 * (a recovery that left a dead bulk take's entries full passed it). */
+		unsigned char seen[128] = {0};
+		for (int q = 0; q < 2; q++)
+			for (uint64_t j = 0; j <= ring->m.emask; j++) {
+				uint64_t ei =
+				    _SHMRING_MP_IDX(ring, atomic_load(&ring->m.ent[q][j]));
+				if (ei == ring->m.bot)
+					continue;
+				CHECK(q == _SHMRING_MP_FQ && ei < cap && seen[ei]++ == 0);
+			}
+		for (uint64_t k = 0; k < cap; k++)
+			CHECK(seen[k] == 1);
 	}
 	for (unsigned i = 0; i < np; i++)
 		shmring_close(part[i]);
