@@ -247,7 +247,10 @@ static int judged_dead(struct shmring *r, const struct _shmring_msg_rec *x, uint
 
 /*
  * Is the zero-header claim at h still held by someone alive? 1 (wait), 0 (every producer whose
- * record names h is dead; *end is then the least end among them), or -1 (no record names h).
+ * record names h is dead; *span is then the least end - h among them), or -1 (no record names
+ * h). A distance from h, not an end: positions wrap at 2^64, and an end kept as a number had
+ * no value above every end when h is near 2^64 (found in review: the scan below it then ran
+ * on to 2^61 words).
  * A record names h when its claim [claim, end) holds h. Every claim is attributed (a reserve
  * takes a record first), and the claimant wrote its record before its CAS, so the real
  * claimant is among those named; the others are stale attempts from before a failed CAS. A
@@ -256,11 +259,11 @@ static int judged_dead(struct shmring *r, const struct _shmring_msg_rec *x, uint
  * next claimant, alive or not, for a later round.
  */
 static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t, void *),
-			  void *arg, int foreign_rule, uint64_t *end)
+			  void *arg, int foreign_rule, uint64_t *span)
 {
 	int named = 0;
 
-	*end = UINT64_MAX;
+	*span = UINT64_MAX;
 	for (int i = 0; i < SHMRING_MSG_PRODUCERS; i++) {
 		struct _shmring_msg_rec *x = &r->msg.c.recs[i];
 		uint64_t c = atomic_load_explicit(&x->claim, memory_order_relaxed);
@@ -273,8 +276,8 @@ static int claimant_alive(struct shmring *r, uint64_t h, int (*is_dead)(uint32_t
 		named = 1;
 		if (!judged_dead(r, x, o, is_dead, arg, foreign_rule))
 			return 1;
-		if (e - h < *end - h)
-			*end = e;
+		if (e - h < *span)
+			*span = e - h;
 	}
 	return named ? 0 : -1;
 }
@@ -341,17 +344,17 @@ int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *a
 	if (w == 0) {
 		/* A6: the acquire load of t above pairs with R6 in the reserve: every claim record
 		 * written before a claim below t is visible. */
-		uint64_t end;
-		int alive = claimant_alive(r, h, is_dead, arg, foreign_rule, &end);
+		uint64_t span;
+		int alive = claimant_alive(r, h, is_dead, arg, foreign_rule, &span);
 		if (alive == 1 || (alive < 0 && !is_dead(0, arg)))
 			return 0;
 		/* F1 in the reserve: a claim whose header is 0 holds only zeroes, so the first
 		 * non-zero word is the next record's header. The scan is bounded by t. */
 		/* Named: the dead claim ends at end at the latest; never discard past it, into
 		 * a next claim whose header is not written yet (its owner may be alive). */
-		uint64_t lim = alive == 0 && end - h < t - h ? end : t;
+		uint64_t lim = alive == 0 && span < t - h ? span : t - h; /* from h */
 		uint64_t n = h + 8;
-		while (n < lim &&
+		while (n - h < lim &&
 		       atomic_load_explicit(_shmring_msg_hdr(r, n), memory_order_acquire) == 0)
 			n += 8;
 		uint64_t gap = n - h, first = gap < room ? gap : room;
