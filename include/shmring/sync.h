@@ -163,8 +163,10 @@ int shmring_msg_recv_burst_wait(struct shmring *r, struct shmring_msgvec *v, uns
  * (waits until the first element fits, then pushes what fits). Consumer: pop, pop_burst (waits
  * for the first element). A dead process may hold a slot or an unpublished element that a
  * waiter needs: every wait runs shmring_mpmc_recover() once per slice of the wait policy
- * (default 100 ms), and once more before -EPIPE. Any number of handles may wait on one ring;
- * each publish wakes them all when any sleeps (a thundering herd only while some sleep).
+ * (default 100 ms), and once more before -EPIPE; an error of that recovery other than -EAGAIN
+ * ends the wait with it (-ENOLCK, -EMFILE: a record-lock call failed). Any number of handles may
+ * wait on one ring; each publish wakes them all when any sleeps (a thundering herd only while some
+ * sleep).
  */
 int shmring_mpmc_push_wait(struct shmring *r, const void *elem, const struct timespec *deadline);
 int shmring_mpmc_pop_wait(struct shmring *r, void *elem, const struct timespec *deadline);
