@@ -28,6 +28,9 @@
  * counters arrive in increasing order and that no value is invented. A run that fails the
  * check is reported as FAILED, never averaged in.
  *
+ * After the table, one core without a peer: a burst of 32 pushed then popped, shmring against
+ * rte_ring, beside the floor of shmring's design (see solo() and floor_cas()).
+ *
  * Usage: mpmc_bench [--quick] [--wide] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
  * --wide adds 8/8 (processes and threads): 16 participants, one per CPU on a 16-CPU machine,
  * twice oversubscribed on 8 CPUs, eight times on 2 (--quick ignores it);
@@ -302,6 +305,95 @@ static double run_once(enum kind k, int np, int nc, unsigned b, double window)
 	return (double)atomic_load(&sh->popped) / dt / 1e6;
 }
 
+/*
+ * One core, no peer: where a burst's time goes. SCQ moves every element through two index
+ * queues, with a locked read-modify-write on its entry in each for the push and again for the
+ * pop (the take that empties an entry and the enqueue that lands one): four per element, where
+ * rte_ring takes a whole burst with one CAS per side. The floor below is those four CASes per
+ * element alone, uncontended, on entries in L1: what no design of this kind goes under on this
+ * machine, with nothing else counted. ns per element pushed and popped, bursts of 32.
+ */
+static double solo(enum kind k, long n)
+{
+	struct rte_ring *rr = (struct rte_ring *)sh->rte;
+	uint64_t buf[32] = {0};
+	void *pb[32];
+
+	for (int i = 0; i < 32; i++)
+		pb[i] = (void *)(uintptr_t)(i + 1);
+	if (setup(k) != 0)
+		return -1;
+	double t0 = now();
+	for (long i = 0; i < n; i += 32) {
+		if (k == K_SHMRING) {
+			if (shmring_mpmc_push_burst(ring, buf, 32) != 32 ||
+			    shmring_mpmc_pop_burst(ring, buf, 32) != 32)
+				return -1;
+		} else if (rte_ring_enqueue_burst(rr, pb, 32, NULL) != 32 ||
+			   rte_ring_dequeue_burst(rr, pb, 32, NULL) != 32) {
+			return -1;
+		}
+	}
+	double dt = now() - t0;
+	if (k == K_SHMRING) {
+		shmring_close(ring);
+		ring = NULL;
+	}
+	return dt / (double)n * 1e9;
+}
+
+static double floor_cas(long n)
+{
+	static _Atomic uint64_t ent[2][2 * CAP];
+	double t0 = now();
+
+	for (long i = 0; i < n; i++)
+		for (int q = 0; q < 4; q++) {
+			_Atomic uint64_t *e = &ent[q & 1][(i + (q >> 1) * CAP) & (2 * CAP - 1)];
+			uint64_t v = atomic_load_explicit(e, memory_order_relaxed);
+			atomic_compare_exchange_strong_explicit(e, &v, v + 1, memory_order_acq_rel,
+								memory_order_relaxed);
+		}
+	return (now() - t0) / (double)n * 1e9;
+}
+
+static int cmp(const void *a, const void *b);
+
+static void one_core(int rounds, long n, int only_ours)
+{
+	double v[3][99];
+	const char *what[3] = {"shmring", "rte MP/MC", "4 CAS/element floor"};
+
+	pin(0);
+	for (int rd = 0; rd < rounds; rd++) {
+		/* Interleaved, in a rotating order. */
+		for (int j = 0; j < 3; j++) {
+			int w = (j + rd) % 3;
+			v[w][rd] = w == 0   ? solo(K_SHMRING, n)
+				   : w == 1 ? (only_ours ? 0 : solo(K_RTE_MPMC, n))
+					    : floor_cas(n);
+		}
+	}
+	double med[3];
+	printf(
+	    "\nOne core, bursts of 32 pushed then popped, ns per element: median [min-max] of %d "
+	    "rounds\n",
+	    rounds);
+	for (int w = 0; w < 3; w++) {
+		if (w == 1 && only_ours)
+			continue;
+		qsort(v[w], (size_t)rounds, sizeof(double), cmp);
+		med[w] =
+		    rounds % 2 ? v[w][rounds / 2] : (v[w][rounds / 2 - 1] + v[w][rounds / 2]) / 2;
+		printf("  %-22s %6.2f [%.2f-%.2f]\n", what[w], med[w], v[w][0], v[w][rounds - 1]);
+	}
+	if (med[0] > 0)
+		printf("  shmring takes %.2fx its design's floor", med[0] / med[2]);
+	if (!only_ours && med[1] > 0)
+		printf("; that floor alone is %.1fx rte_ring's whole burst", med[2] / med[1]);
+	printf("\n");
+}
+
 struct cfg {
 	int np, nc, threads;
 	unsigned b;
@@ -443,5 +535,6 @@ int main(int argc, char **argv)
 		else
 			printf("  -\n");
 	}
+	one_core(rounds, quick ? 1 << 18 : 1 << 21, only_ours);
 	return 0;
 }
