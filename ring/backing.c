@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,39 +35,68 @@ static int advise(void *base, size_t len, int advice, uint32_t flag, uint32_t fl
 }
 
 /*
- * Allocates every page of the mapping now. fallocate(2) first where it can say ENOSPC before a
- * store could meet SIGBUS, but not under MADV_HUGEPAGE: it allocates small pages, which the
- * advice then never replaces (found in review: PREFAULT | HUGEPAGE got no huge page). There the
- * populate allocates through the mapping, and says EFAULT ("a SIGBUS would have been raised")
- * where tmpfs has no room: that is ENOSPC, the documented return (found in review: it came
- * out as an unknown error). Only the creator uses fallocate, never glibc's posix_fallocate(),
- * which emulates a missing fallocate by pread/pwrite of one byte per block, racing a live
- * peer's stores.
+ * fallocate(2) of [off, off + len) of the object: it fills holes only, never changing what a
+ * live peer wrote, so it is safe at open too. Never glibc's posix_fallocate(), which emulates
+ * a missing fallocate by pread/pwrite of one byte per block, racing a peer's stores. A file
+ * system without it: 0 (a store may then meet SIGBUS, as for any shared mapping).
  */
-static int populate(void *base, size_t len, int fd, int fresh, int huge)
+static int alloc_range(int fd, uint64_t off, uint64_t len)
 {
-	int alloc = fd >= 0 && fresh;
+	int rc;
 
-	if (alloc && !huge) {
-		if (fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != EINVAL)
-			return -errno;
-		alloc = 0;
-	}
-	if (madvise(base, len, MADV_POPULATE_WRITE) == 0)
+	if (!len)
+		return 0;
+	do
+		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+	while (rc != 0 && errno == EINTR);
+	return rc == 0 || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno;
+}
+
+/*
+ * Allocates [off, off + len) of the mapping at base, through the mapping: so that
+ * MADV_HUGEPAGE, advised before, chooses the pages (fallocate allocates small ones, which the
+ * advice does not replace: found in review, PREFAULT | HUGEPAGE got no huge page). The kernel
+ * says EFAULT where a store would have met SIGBUS: on tmpfs, no room, which is -ENOSPC (found
+ * in review: it came out as an unknown error; a quota, EDQUOT, reads as -ENOSPC too). Before
+ * Linux 5.14 (no MADV_POPULATE_WRITE, EINVAL): fallocate, then with touch each page written
+ * (an atomic add of zero, which changes nothing a peer writes meanwhile): never a touch
+ * without the fallocate that turns no room into -ENOSPC rather than SIGBUS (found in review).
+ */
+static int populate(unsigned char *base, int fd, uint64_t off, uint64_t len, int touch)
+{
+	uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE), a = off & ~(pg - 1);
+
+	if (!len)
+		return 0;
+	if (madvise(base + a, (size_t)(len + (off - a)), MADV_POPULATE_WRITE) == 0)
 		return 0;
 	if (errno == EFAULT)
 		return -ENOSPC;
 	if (errno != EINVAL)
 		return -errno;
-	/* Old kernel: touch each page, after the fallocate that turns no room into ENOSPC rather
-	 * than SIGBUS. An atomic add of zero writes without changing what a peer may be writing
-	 * at the same moment. */
-	if (alloc && fallocate(fd, 0, 0, (off_t)len) != 0 && errno != EOPNOTSUPP && errno != EINVAL)
-		return -errno;
-	long pg = sysconf(_SC_PAGESIZE);
-	for (size_t o = 0; o < len; o += (size_t)pg)
-		__atomic_fetch_add((unsigned char *)base + o, 0, __ATOMIC_RELAXED);
-	return 0;
+	int rc = fd >= 0 ? alloc_range(fd, off, len) : 0;
+	for (uint64_t o = a; !rc && touch && o < off + len; o += pg)
+		__atomic_fetch_add(base + o, 0, __ATOMIC_RELAXED);
+	return rc;
+}
+
+/*
+ * mlock() refused with ENOMEM: the lock limit, or no room for the pages it had to allocate
+ * (tmpfs says ENOMEM for that too, which reads as the limit: found in review). Only where the
+ * limit cannot explain it, fallocate tells which, so that a refused lock never costs the
+ * allocation of a sparse ring (found in review of the first fix, which populated first).
+ */
+static int mlock_refused(int fd, size_t len, int err)
+{
+	struct rlimit rl;
+
+	if (err == EAGAIN)
+		err = ENOMEM;
+	if (err != ENOMEM || fd < 0 || getrlimit(RLIMIT_MEMLOCK, &rl) != 0 ||
+	    (rl.rlim_cur != RLIM_INFINITY && (uint64_t)len > (uint64_t)rl.rlim_cur))
+		return -err;
+	int rc = alloc_range(fd, 0, len);
+	return rc == -ENOSPC || rc == -EDQUOT ? rc : -err;
 }
 
 int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,
@@ -75,7 +105,8 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 	uint32_t eff = 0;
 	int rc;
 
-	/* Before anything allocates a page: pages allocated before the advice stay small. */
+	/* Before PREFAULT or MLOCK allocate pages here: pages allocated before the advice stay
+	 * small. (The creator allocates the format's pages after this too: alloc_formatted().) */
 	if (flags & SHMRING_F_HUGEPAGE) {
 		rc = advise(base, len, MADV_HUGEPAGE, SHMRING_F_HUGEPAGE, flags, &eff);
 		if (rc)
@@ -87,10 +118,10 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 			return rc;
 	}
 	/* Allocate the backing first: on a full tmpfs this is where ENOSPC belongs, rather than
-	 * a SIGBUS at the first store that finds no page. mlock() allocates too, but says ENOMEM
-	 * for no room, which reads as a lock limit (found in review): so MLOCK populates first. */
-	if (flags & (SHMRING_F_PREFAULT | SHMRING_F_MLOCK)) {
-		rc = populate(base, len, fd, fresh, (eff & SHMRING_F_HUGEPAGE) != 0);
+	 * a SIGBUS at the first store that finds no page. A creator that locks allocates first
+	 * too (what it made goes if the lock is refused); an opener asks mlock() first. */
+	if ((flags & SHMRING_F_PREFAULT) || (fresh && (flags & SHMRING_F_MLOCK))) {
+		rc = populate(base, fd, 0, len, (flags & SHMRING_F_PREFAULT) != 0);
 		if (rc)
 			return rc;
 		if (flags & SHMRING_F_PREFAULT)
@@ -100,7 +131,7 @@ int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fre
 		/* Never advisory: a caller who asked for locked memory must know it did not get it.
 		 */
 		if (mlock(base, len) != 0)
-			return errno == EAGAIN ? -ENOMEM : -errno;
+			return mlock_refused(fd, len, errno);
 		eff |= SHMRING_F_MLOCK;
 	}
 	*effective = eff;
@@ -215,31 +246,22 @@ static mode_t create_mode(const struct shmring_params *p)
  * Allocates the bytes of a fresh object that _shmring_format() writes, before it writes them:
  * on a full tmpfs, or over a quota, that is -ENOSPC (or -EDQUOT) here, where the caller unlinks
  * the name, rather than a SIGBUS in the middle of the format (found in review: the process was
- * killed inside shmring_create and left its object behind). The slots stay unallocated (sparse)
- * unless the format writes them (MPSC message rings) or SHMRING_F_PREFAULT asks for all of it. A
- * filesystem without fallocate() keeps the old behaviour.
+ * killed inside shmring_create and left its object behind). Through the mapping, after the
+ * hints, so that MADV_HUGEPAGE applies to these pages too (found in review: allocated before
+ * the mapping, an MPSC message ring's data and every ring's first 2 MiB stayed small). The
+ * slots stay unallocated (sparse) unless the format writes them (MPSC message rings) or
+ * SHMRING_F_PREFAULT asks for all of it. A filesystem without fallocate() keeps the old
+ * behaviour.
  */
-static int alloc_range(int fd, uint64_t off, uint64_t len)
-{
-	int rc;
-
-	if (!len)
-		return 0;
-	do
-		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
-	while (rc != 0 && errno == EINTR);
-	return rc == 0 || errno == EOPNOTSUPP || errno == EINVAL ? 0 : -errno; /* as PREFAULT */
-}
-
-static int alloc_formatted(int fd, const struct _shmring_layout *l)
+static int alloc_formatted(unsigned char *base, int fd, const struct _shmring_layout *l)
 {
 	const struct _shmring_part *data = &l->part[_SHMRING_PART_DATA];
-	int rc = alloc_range(fd, 0, data->off); /* header, positions, waiter words */
+	int rc = populate(base, fd, 0, data->off, 0); /* header, positions, waiter words */
 
 	for (int i = 0; !rc && i < _SHMRING_NPARTS; i++)
 		if (l->part[i].off >= data->off &&
 		    (i != _SHMRING_PART_DATA || l->kind == SHMRING_MSG_MPSC))
-			rc = alloc_range(fd, l->part[i].off, l->part[i].size);
+			rc = populate(base, fd, l->part[i].off, l->part[i].size, 0);
 	return rc;
 }
 
@@ -265,15 +287,16 @@ static int create_on_fd(int fd, const struct shmring_params *p, struct shmring *
 		rc = -errno;
 		goto fail_fd;
 	}
-	rc = alloc_formatted(fd, &l);
-	if (rc)
-		goto fail_fd;
 	base = mmap(NULL, l.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		rc = -errno;
 		goto fail_fd;
 	}
+	/* The hints first (MADV_HUGEPAGE before any page is allocated), then the pages the
+	 * format writes, through the mapping (-ENOSPC on a full tmpfs, not SIGBUS below). */
 	rc = _shmring_apply_hints(base, l.total_size, fd, p->flags, 1, &eff);
+	if (!rc)
+		rc = alloc_formatted(base, fd, &l);
 	if (rc) {
 		munmap(base, l.total_size);
 		goto fail_fd;
@@ -642,7 +665,12 @@ int shmring_sync(struct shmring *r)
 	 * 0 for it without syncing); msync() wants a page-aligned start. */
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), b = (uintptr_t)r->seg->base;
 	uintptr_t a = b & ~(pg - 1);
-	return msync((void *)a, r->seg->len + (b - a), MS_SYNC) == 0 ? 0 : -errno;
+	if (msync((void *)a, r->seg->len + (b - a), MS_SYNC) == 0)
+		return 0;
+	/* In the caller's memory, with the start aligned, EINVAL is a mapping with nothing to
+	 * sync (a device's, as ivshmem or VFIO BARs between virtual machines give; found in
+	 * review): nothing durable behind it, as for anonymous memory. */
+	return errno == EINVAL && !r->seg->owns_mapping ? 0 : -errno;
 }
 
 /* ---- caller's memory ---------------------------------------------------------------------- */

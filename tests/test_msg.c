@@ -943,7 +943,7 @@ static struct shmring *mpsc_at(uint64_t pos, unsigned char **mem, _Atomic uint64
  */
 Test(msg_dead, dead_claim_across_2_64_is_recovered, .timeout = 30)
 {
-	static const uint64_t starts[] = {1024 * 1000, 0ull - 200};
+	static const uint64_t starts[] = {1024 * 1000 - 200, 0ull - 200};
 	unsigned char buf[64], *mem;
 	_Atomic uint64_t *cons;
 	uint32_t type;
@@ -972,11 +972,11 @@ Test(msg_dead, dead_claim_across_2_64_is_recovered, .timeout = 30)
  * how far it freed; its successor skips that far. When the freed records end at 2^64, the mark
  * wraps to 0 (found in review: compared as plain numbers, it skipped nothing, and the message
  * committed behind was never read). The death is simulated by putting the consumer's position
- * back before its last record. The first round is the same away from 2^64.
+ * back before its last record. The first round ends at the ring's end, away from 2^64.
  */
 Test(msg_dead, successor_skips_what_a_dead_consumer_freed_up_to_2_64)
 {
-	static const uint64_t starts[] = {1024 * 1000, 0ull - 32};
+	static const uint64_t starts[] = {1024 * 1000 - 32, 0ull - 32};
 	unsigned char buf[64], *mem;
 	_Atomic uint64_t *cons;
 	uint32_t type;

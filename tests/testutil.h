@@ -57,6 +57,16 @@ int tu_maps_count(const char *needle);
  * Returns 0 or -errno. For forked children that must run as an unprivileged user would. */
 int tu_drop_cap(int cap);
 
+/* For the rest of the calling process (call it in a child): system call nr fails with err when
+ * argi < 0, or when its argument argi equals val; every other call goes through. Returns 0, or
+ * -1 where seccomp filters are not permitted. */
+int tu_fail_syscall(long nr, int argi, unsigned long val, int err);
+
+/* In a child: a mount namespace of its own (and a user namespace where only that permits it,
+ * mapping our uid and gid to themselves), with a tmpfs mounted at dir with opts. Returns 0, or
+ * 77 where that is not permitted here. */
+int tu_private_tmpfs(const char *dir, const char *opts);
+
 /* CLOCK_MONOTONIC in milliseconds, and in nanoseconds. */
 uint64_t tu_now_ms(void);
 uint64_t tu_now_ns(void);

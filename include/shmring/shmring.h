@@ -48,12 +48,16 @@ enum shmring_kind {
 #define SHMRING_F_PREFAULT                                                                         \
 	(1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later)                     \
 		   */
-/* mlock the mapping (allocating it first, as PREFAULT: -ENOSPC for no room); fails with
- * -ENOMEM or -EPERM where the lock is refused */
+/* mlock the mapping; fails with -ENOMEM or -EPERM where the lock is refused, -ENOSPC where tmpfs
+ * has no room for the pages (a create allocates them first, as PREFAULT; an open asks mlock
+ * first, and only when the lock limit cannot explain its refusal, whether there is room) */
 #define SHMRING_F_MLOCK (1u << 1)
-/* MADV_HUGEPAGE (advisory), given before PREFAULT or MLOCK allocate, so that they allocate huge
- * pages where the kernel has them for shared memory (/sys/kernel/mm/transparent_hugepage/
- * shmem_enabled; where that says never, the advice is taken and changes nothing) */
+/* MADV_HUGEPAGE (advisory), given before anything allocates the ring's pages (the create's
+ * format, PREFAULT, MLOCK), so that they are huge where the kernel gives huge pages to shared
+ * memory: for shm and file rings on tmpfs, the mount's huge= option (advise, within_size or
+ * always; /dev/shm is often mounted without it); for anonymous rings, /sys/kernel/mm/
+ * transparent_hugepage/shmem_enabled. Where they say no, the advice is taken and changes
+ * nothing */
 #define SHMRING_F_HUGEPAGE (1u << 2)
 #define SHMRING_F_DONTDUMP                                                                         \
 	(1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory)                     \
