@@ -939,7 +939,7 @@ static struct shmring *mpsc_at(uint64_t pos, unsigned char **mem, _Atomic uint64
  * after 2^64 bytes, or a peer writes such positions). Recovery discards it at once and the ring
  * goes on. Found in review: the least end of the dead claims, kept as a number that started
  * at UINT64_MAX, stayed there, and the scan for the next header ran on to 2^61 words (the
- * timeout ends that). The first round is the same away from 2^64.
+ * timeout ends that). The first round is the same claim across the ring's end, away from 2^64.
  */
 Test(msg_dead, dead_claim_across_2_64_is_recovered, .timeout = 30)
 {
