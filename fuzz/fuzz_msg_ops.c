@@ -15,10 +15,21 @@
  * stays (a live producer's claim, and everything behind it), and a dead producer's message is
  * never delivered. A dead producer's slot is filled again by a new handle (a new process).
  *
- * Input: 2 bytes of set-up, then operations.
- *   byte 0: bit 0: MPSC (else SPSC); bit 1: producer and consumer on separate handles
+ * Positions are 64-bit byte counts that wrap at 2^64, and the model's arithmetic on them is
+ * modular (distances from a position, never absolute ends), so a run may start just below 2^64
+ * and cross it. There, on MPSC, the run may also start behind a consumer that died after
+ * freeing records but before publishing its position (its freed-up-to mark ahead of the
+ * published position): its successor skips what the mark says, across 2^64 too.
+ *
+ * Input: 2 bytes of set-up (6 when it starts near 2^64), then operations.
+ *   byte 0: bit 0: MPSC (else SPSC); bit 1: producer and consumer on separate handles;
+ *           bits 5..7 at 0b110 (which no committed input before it had): the positions start
+ *           at 2^64 - k * capacity - j, k = bits 2..4, and bytes 2..5 follow
  *   byte 1: log2 of the capacity: 6 + byte % 9 (64 .. 16384 bytes: from 8192 on, messages
  *           reach SHMRING_MSG_ALIGN_MIN and take fillers)
+ *   bytes 2-3 (near 2^64): j = 8 * value, modulo the capacity
+ *   bytes 4-5 (near 2^64; unused on SPSC): a dead consumer freed 8 * (value % (capacity / 8
+ *           + 1)) bytes from the start and published none of it (0: no such consumer)
  *   then: an opcode byte and its arguments (len: 2 bytes, type: 1 byte, then per opcode),
  *   until the input ends. Opcode bytes 0x32..0x39 are the producer-death opcodes 9..16,
  *   followed by one byte more for 9..15 (which producer slot); every other byte is opcode
@@ -45,6 +56,7 @@
 #include <shmring/shmring.h>
 
 #include "fuzz_input.h"
+#include "ring/layout.h"
 
 #define CAP_MAX	 16384u
 #define QMAX	 (CAP_MAX / 8 + 8)
@@ -69,6 +81,7 @@ struct rec {
 	uint32_t res; /* the length reserved for it: from SHMRING_MSG_ALIGN_MIN, 64-byte aligned */
 	int claim;    /* CL_ZERO, CL_BUSY: not written yet; the consumer stops here */
 	unsigned who; /* the claimant's handle */
+	int freed;    /* the span a dead consumer freed before publishing its position */
 };
 
 /* A producing handle, and the model of its claim record (what the reserve writes there). */
@@ -113,30 +126,29 @@ static struct rec *qat(struct model *m, unsigned i)
 	return &m->q[i % QN];
 }
 
-/* The first header position from h on, within its lap, that leaves a payload of len where the
- * ring promises it (on a 64-byte boundary from SHMRING_MSG_ALIGN_MIN on), or UINT64_MAX if the
- * record would then cross the end of the lap. */
-static uint64_t header_at(const struct model *m, uint64_t h, uint32_t len)
+/* Bytes of filler from h, within its lap, before the header that leaves a payload of len where
+ * the ring promises it (on a 64-byte boundary from SHMRING_MSG_ALIGN_MIN on), or UINT64_MAX if
+ * the record would then cross the end of the lap. Measured from h, never as an absolute lap
+ * end: the last lap before 2^64 ends at 0. */
+static uint64_t gap_at(const struct model *m, uint64_t h, uint32_t len)
 {
-	uint64_t end = (h / m->cap + 1) * m->cap;
+	uint64_t room = m->cap - h % m->cap, gap = 0;
 
-	while (len >= SHMRING_MSG_ALIGN_MIN && (h + 8) % 64 != 0)
-		h += 8;
-	return h + stride(len) <= end ? h : UINT64_MAX;
+	while (len >= SHMRING_MSG_ALIGN_MIN && (h + gap + 8) % 64 != 0)
+		gap += 8;
+	return gap + stride(len) <= room ? gap : UINT64_MAX;
 }
 
 /* Bytes a record of len needs at the model's tail: *pad of padding to the end of the lap when
  * it does not fit there, then *fill of filler before its header, then the record. */
 static uint64_t need(const struct model *m, uint32_t len, uint64_t *pad, uint64_t *fill)
 {
-	uint64_t h = header_at(m, m->tail, len);
-
 	*pad = 0;
-	if (h == UINT64_MAX) {
+	*fill = gap_at(m, m->tail, len);
+	if (*fill == UINT64_MAX) {
 		*pad = m->cap - m->tail % m->cap;
-		h = header_at(m, m->tail + *pad, len);
+		*fill = gap_at(m, m->tail + *pad, len);
 	}
-	*fill = h - m->tail - *pad;
 	return *pad + *fill + stride(len);
 }
 
@@ -150,7 +162,7 @@ static void push(struct model *m, uint64_t bytes, int msg, uint32_t len, uint32_
 		 uint32_t seed)
 {
 	CHECK(m->qt - m->qh < QN);
-	*qat(m, m->qt++) = (struct rec){bytes, msg, len, type, seed, 0, CL_NONE, 0};
+	*qat(m, m->qt++) = (struct rec){bytes, msg, len, type, seed, 0, CL_NONE, 0, 0};
 	m->tail += bytes;
 }
 
@@ -262,10 +274,10 @@ static void model_close_claim(struct model *m, unsigned who, uint32_t res, uint3
 	e->claim = CL_NONE;
 	if (len > res)
 		return; /* a discarded record of the whole claim */
-	*e = (struct rec){stride(len), 1, len, type, seed, res, CL_NONE, 0};
+	*e = (struct rec){stride(len), 1, len, type, seed, res, CL_NONE, 0, 0};
 	if (stride(len) < stride(res))
 		insert(m, i + 1,
-		       (struct rec){stride(res) - stride(len), 0, 0, 0, 0, 0, CL_NONE, 0});
+		       (struct rec){stride(res) - stride(len), 0, 0, 0, 0, 0, CL_NONE, 0, 0});
 }
 
 static int covers(const struct hdl *d, uint64_t h)
@@ -273,12 +285,18 @@ static int covers(const struct hdl *d, uint64_t h)
 	return d->claim && (int64_t)(h - (d->claim & ~1ull)) >= 0 && (int64_t)(d->end - h) > 0;
 }
 
-/* The judge: knows which made-up pid died. Nothing in this harness leaves a claim that no
- * record names, so a question about pid 0, or about a pid no handle had, is a library bug. */
+/* The judge: knows which made-up pid died. The only zero header that no record names is the
+ * span a dead consumer freed (set-up), which peek skips: recovery may ask about pid 0 there
+ * and hears alive, as from shmring_msg_pid_gone(). Any other question about pid 0, or about a
+ * pid no handle had, is a library bug. */
 static int judge(uint32_t pid, void *arg)
 {
 	struct model *m = arg;
 
+	if (pid == 0) {
+		CHECK(m->qh != m->qt && qat(m, m->qh)->freed);
+		return 0;
+	}
 	for (unsigned i = 0; i <= m->nhd; i++)
 		if (m->hd[i].h && m->hd[i].pid == pid)
 			return m->hd[i].dead;
@@ -300,7 +318,7 @@ static int model_recover(struct model *m)
 	if (!m->mpsc || m->qh == m->qt || !qat(m, m->qh)->claim)
 		return 0;
 	struct rec *e = qat(m, m->qh);
-	uint64_t h = m->head, end = UINT64_MAX;
+	uint64_t h = m->head, span = UINT64_MAX; /* a distance from h: ends wrap at 2^64 */
 	int named = 0;
 
 	if (e->claim == CL_BUSY) {
@@ -322,22 +340,54 @@ static int model_recover(struct model *m)
 		named = 1;
 		if (!m->hd[i].dead)
 			return 0;
-		if (m->hd[i].end - h < end - h)
-			end = m->hd[i].end;
+		if (m->hd[i].end - h < span)
+			span = m->hd[i].end - h;
 	}
 	CHECK(named); /* the claimant's own record names it */
-	uint64_t d = end - h;
+	uint64_t d = span;
 	CHECK(d >= 8 && d <= e->bytes && d % 8 == 0);
 	if (d == e->bytes) {
 		e->claim = CL_NONE;
 	} else {
 		e->bytes -= d;
-		insert(m, m->qh, (struct rec){d, 0, 0, 0, 0, 0, CL_NONE, 0});
+		insert(m, m->qh, (struct rec){d, 0, 0, 0, 0, 0, CL_NONE, 0, 0});
 	}
 	return 1;
 }
 
 static uint8_t buf[CAP_MAX];
+
+/*
+ * Where the run starts: at 0, as a new ring; or, with byte 0's bits 5..7 at 0b110, at
+ * 2^64 - k * capacity - j, as after that many bytes, so that the run crosses 2^64 (every
+ * position comparison must be modular; found in review, twice, where no run could get there).
+ * On MPSC a consumer may have died there after freeing s bytes of records (zeroed, and its
+ * mark says how far) but before publishing its position: the first peek skips them, up to a
+ * mark that may lie past 2^64. Planted before any handle attaches, which reads them.
+ */
+static void start(struct model *m, struct input *in, uint8_t b0, uint8_t *mem)
+{
+	const struct _shmring_hdr *hd = (const struct _shmring_hdr *)(void *)mem;
+	_Atomic uint64_t *prod =
+	    (_Atomic uint64_t *)(void *)(mem + hd->part[_SHMRING_PART_PROD].off);
+	_Atomic uint64_t *cons =
+	    (_Atomic uint64_t *)(void *)(mem + hd->part[_SHMRING_PART_CONS].off);
+
+	if ((b0 & 0xe0) != 0xc0)
+		return;
+	uint64_t k = (b0 >> 2) & 7, j = ((uint64_t)next16(in) * 8) & (m->cap - 1);
+	uint64_t s = (next16(in) % (m->cap / 8 + 1)) * 8;
+
+	m->head = m->tail = 0 - k * m->cap - j;
+	if (m->mpsc && s) {
+		push(m, s, 0, 0, 0, 0);
+		qat(m, m->qh)->freed = 1;
+	}
+	atomic_store(prod, m->tail);
+	atomic_store(cons, m->head);
+	if (m->mpsc) /* its freed-up-to mark (_shmring_msg_freed()): as a consumer leaves it */
+		atomic_store(cons + 1, m->tail);
+}
 
 /* The handle in slot s, a new one (a new process, with a pid of its own) where it has none or
  * its last one died; NULL once HMAX handles were made. Its claim record is taken first, as its
@@ -385,9 +435,9 @@ static void resume(struct model *m, struct slot *sl)
 		CHECK(_shmring_msg_lay(h, sl->at, sl->pad, sl->gap, memory_order_release) == at);
 		qat(m, i)->bytes = stride(sl->res);
 		if (sl->gap)
-			insert(m, i, (struct rec){sl->gap, 0, 0, 0, 0, 0, CL_NONE, 0});
+			insert(m, i, (struct rec){sl->gap, 0, 0, 0, 0, 0, CL_NONE, 0, 0});
 		if (sl->pad)
-			insert(m, i, (struct rec){sl->pad, 0, 0, 0, 0, 0, CL_NONE, 0});
+			insert(m, i, (struct rec){sl->pad, 0, 0, 0, 0, 0, CL_NONE, 0, 0});
 		i += (sl->gap != 0) + (sl->pad != 0);
 	}
 	CHECK(qat(m, i)->bytes == stride(sl->res));
@@ -582,6 +632,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *mem = aligned_alloc(128, ((size_t)sz + 127) & ~(size_t)127);
 	CHECK(mem != NULL);
 	CHECK(shmring_init(mem, (size_t)sz, &prm) == 0);
+	start(&m, &in, b0, mem);
 	CHECK(shmring_attach(mem, (size_t)sz, &prm, &pr) == 0);
 	cr = pr;
 	if (b0 & 2)
