@@ -341,6 +341,12 @@ int _shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *a
 	/* A3: pairs with R3 in the MPSC reserve/commit/abort. */
 	uint64_t w = atomic_load_explicit(hp, memory_order_acquire);
 
+	/* Zeroes a consumer freed and died before publishing are no claim: the next peek skips
+	 * them. Judged as a claim, a judge that reads pid 0 (no record names them) as dead had
+	 * the scan run on through them into a live producer's unwritten claim (found in review).
+	 */
+	if (w == 0 && _shmring_msg_freed_to(r, h) != h)
+		return 0;
 	if (w == 0) {
 		/* A6: the acquire load of t above pairs with R6 in the reserve: every claim record
 		 * written before a claim below t is visible. */

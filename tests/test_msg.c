@@ -916,7 +916,8 @@ static int always_dead(uint32_t pid, void *arg)
 }
 
 /* An MPSC ring of 1 KiB in the caller's memory (*mem, to free) whose producer and consumer
- * positions start at pos, as after that many bytes; *cons points at the consumer's. */
+ * positions (and the consumer's freed-up-to mark) start at pos, as after that many bytes;
+ * *cons points at the consumer's position. */
 static struct shmring *mpsc_at(uint64_t pos, unsigned char **mem, _Atomic uint64_t **cons)
 {
 	struct shmring_params p = mparams(SHMRING_MSG_MPSC, 1024);
@@ -931,6 +932,8 @@ static struct shmring *mpsc_at(uint64_t pos, unsigned char **mem, _Atomic uint64
 	atomic_store((_Atomic uint64_t *)(*mem + h->part[_SHMRING_PART_PROD].off), pos);
 	atomic_store(*cons, pos);
 	cr_assert_eq(shmring_attach(*mem, n, &p, &r), 0);
+	/* The consumer's freed-up-to mark too, where a consumer leaves it: at its position. */
+	atomic_store(_shmring_msg_freed(r), pos);
 	return r;
 }
 
@@ -1002,6 +1005,63 @@ Test(msg_dead, successor_skips_what_a_dead_consumer_freed_up_to_2_64)
 		shmring_close(r);
 		free(mem);
 	}
+}
+
+static int unnamed_dead(uint32_t pid, void *arg)
+{
+	(void)arg;
+	return pid == 0;
+}
+
+/*
+ * A consumer died after freeing records and before publishing its position (the zeroes it
+ * freed are named by no claim record), and a live producer's claim, header not written yet,
+ * follows. Recovery with a judge that reads pid 0 (no record) as dead must take neither: the
+ * freed span is no claim, and the live claim must land. Found in review: the zero scan ran on
+ * through both, and the live producer's commit then said -EOWNERDEAD.
+ */
+Test(msg_dead, recovery_leaves_a_dead_consumers_freed_span_alone)
+{
+	unsigned char buf[64], *mem;
+	_Atomic uint64_t *cons;
+	uint32_t type;
+	struct shmring *r = mpsc_at(4096, &mem, &cons), *c, *l, *p = producer_handle(r);
+
+	/* Sent by a producer that then closes: its record names no claim any more. */
+	cr_assert(p);
+	cr_assert_eq(shmring_msg_send(p, "aaaaaaaa", 8, 1), 0);
+	cr_assert_eq(shmring_msg_send(p, "bbbbbbbb", 8, 2), 0);
+	shmring_close(p);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 8);
+	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 8);
+	atomic_store(cons, 4096 + 16); /* died before publishing past "b" */
+	l = producer_handle(r);
+	cr_assert(l);
+	uint64_t t = stalled_claim(l, 32); /* alive, holding [4128, 4160) */
+	cr_assert_eq(t, 4096 + 32);
+	size_t len;
+	void *base = shmring_base(r, &len);
+	struct shmring_params e = {.kind = SHMRING_MSG_MPSC};
+	cr_assert_eq(shmring_attach(base, len, &e, &c), 0);
+	cr_assert_eq(shmring_msg_recover(c, unnamed_dead, NULL), 0);
+	cr_assert_eq(atomic_load(_shmring_msg_hdr(r, t)), 0, "the live claim was discarded");
+	cr_assert_eq(shmring_msg_recv(c, buf, sizeof(buf), &type), -EAGAIN);
+	/* l goes on: its header, payload and commit, as reserve and commit would. */
+	uint64_t busy =
+	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | 4u | ((uint64_t)_shmring_msg_pid() << 32);
+	atomic_store(_shmring_msg_hdr(l, t), busy);
+	memcpy(l->data + (t & l->mask) + 8, "live", 4);
+	l->msg.p.res_pos = t;
+	l->msg.p.res_len = 4;
+	l->msg.p.res_word = busy;
+	l->msg.p.res_active = 1;
+	cr_assert_eq(shmring_msg_commit(l, 4, 7), 0);
+	cr_assert_eq(shmring_msg_recv(c, buf, sizeof(buf), &type), 4);
+	cr_assert_eq(type, 7);
+	shmring_close(c);
+	shmring_close(l);
+	shmring_close(r);
+	free(mem);
 }
 
 /* A forked child that closes the handles it inherited leaves its parent's record alone, and

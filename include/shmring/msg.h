@@ -715,20 +715,21 @@ static inline int shmring_msg_recv_burst(struct shmring *r, struct shmring_msgve
  * range there before its compare-and-swap. is_dead(pid, arg) is asked about every producer
  * whose record names this position, and the claim is discarded only if all of them are dead,
  * and only up to the end of that claim (a next claim, not written yet either, waits for its
- * own round). A zero header that no record names (which only a corrupt or hostile peer makes)
- * asks is_dead(0, arg), which must then say yes only when no live producer can be inside that
- * window; the zeroed span up to the next written header is discarded. A producer whose record
- * holds its OFD lock (a ring with a file, opened by name or path, /proc on the producer's side;
- * the lock goes when the producer dies, in any pid namespace) is judged by that lock, when the
- * caller's handle has the file, and is_dead is not asked: held, it is alive; free, dead. Of the
- * others, one whose record says it runs in another pid namespace than the caller (both with
- * /proc) is not asked about either: a pid judge cannot tell its pid from one of ours, and it
- * counts as alive, so its claim, if it died, waits for shmring_msg_recover_all(). is_dead must
- * never say yes for a producer that
- * is alive: its late stores (its payload, a short commit's discard header) land in space the ring
- * has reused, and later records read as corrupt. Returns 1 if a record was discarded, 0 if nothing
- * was stuck or the claimant is alive (and always 0 on SPSC, where a dead producer holds no claim),
- * -EINVAL, -EPROTO. Non-blocking apart from is_dead.
+ * own round). Zeroes a consumer freed before it died (its mark says how far) are no claim: the
+ * next peek skips them, and recovery leaves them. Any other zero header that no record names
+ * (which only a corrupt or hostile peer makes) asks is_dead(0, arg), which must then say yes only
+ * when no live producer can be inside that window; the zeroed span up to the next written header is
+ * discarded. A producer whose record holds its OFD lock (a ring with a file, opened by name or
+ * path, /proc on the producer's side; the lock goes when the producer dies, in any pid namespace)
+ * is judged by that lock, when the caller's handle has the file, and is_dead is not asked: held, it
+ * is alive; free, dead. Of the others, one whose record says it runs in another pid namespace than
+ * the caller (both with /proc) is not asked about either: a pid judge cannot tell its pid from one
+ * of ours, and it counts as alive, so its claim, if it died, waits for shmring_msg_recover_all().
+ * is_dead must never say yes for a producer that is alive: its late stores (its payload, a short
+ * commit's discard header) land in space the ring has reused, and later records read as corrupt.
+ * Returns 1 if a record was discarded, 0 if nothing was stuck or the claimant is alive (and always
+ * 0 on SPSC, where a dead producer holds no claim), -EINVAL, -EPROTO. Non-blocking apart from
+ * is_dead.
  */
 int shmring_msg_recover(struct shmring *r, int (*is_dead)(uint32_t pid, void *arg), void *arg);
 
