@@ -340,7 +340,9 @@ Test(backing, hints_on_a_filesystem_without_room_say_enospc)
 			if (shmring_create_file(path, &p, &r) != 0)
 				_exit(100 * round + 50);
 			shmring_close(r);
-			for (int i = 0; i < 2; i++) {
+			/* An open with MLOCK asks mlock() first, which AddressSanitizer makes a
+			 * no-op that allocates nothing and says 0. */
+			for (int i = UNDER_ASAN ? 1 : 0; i < 2; i++) {
 				struct shmring_params e = {.kind = SHMRING_SPSC, .flags = flags[i]};
 				int rc = shmring_open_file(path, &e, &o);
 				if (rc != -ENOSPC)
