@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,7 +60,9 @@ static int alloc_range(int fd, uint64_t off, uint64_t len)
  * in review: it came out as an unknown error; a quota, EDQUOT, reads as -ENOSPC too). Before
  * Linux 5.14 (no MADV_POPULATE_WRITE, EINVAL): fallocate, then with touch each page written
  * (an atomic add of zero, which changes nothing a peer writes meanwhile): never a touch
- * without the fallocate that turns no room into -ENOSPC rather than SIGBUS (found in review).
+ * before the fallocate that turns no room into -ENOSPC rather than SIGBUS (found in review).
+ * A file system without fallocate on such a kernel is left as any shared mapping is: a page
+ * with no room behind it is a SIGBUS at the touch.
  */
 static int populate(unsigned char *base, int fd, uint64_t off, uint64_t len, int touch)
 {
@@ -72,8 +74,11 @@ static int populate(unsigned char *base, int fd, uint64_t off, uint64_t len, int
 		return 0;
 	if (errno == EFAULT)
 		return -ENOSPC;
-	if (errno != EINVAL)
+	if (errno == ENOMEM || errno == EINTR)
 		return -errno;
+	/* EINVAL (before 5.14), or madvise refused by a seccomp filter (EPERM, ENOSYS: found in
+	 * review, a create with no hints then failed): what the library did before it used
+	 * madvise here. */
 	int rc = fd >= 0 ? alloc_range(fd, off, len) : 0;
 	for (uint64_t o = a; !rc && touch && o < off + len; o += pg)
 		__atomic_fetch_add(base + o, 0, __ATOMIC_RELAXED);
@@ -82,21 +87,25 @@ static int populate(unsigned char *base, int fd, uint64_t off, uint64_t len, int
 
 /*
  * mlock() refused with ENOMEM: the lock limit, or no room for the pages it had to allocate
- * (tmpfs says ENOMEM for that too, which reads as the limit: found in review). Only where the
- * limit cannot explain it, fallocate tells which, so that a refused lock never costs the
- * allocation of a sparse ring (found in review of the first fix, which populated first).
+ * (tmpfs says ENOMEM for that too, which reads as the limit: found in review). Which one is
+ * told from the file system's free space against what the object lacks, without allocating:
+ * a refused lock must not cost the allocation of a sparse ring (found in review of a first
+ * fix, which allocated first, then of one that guessed from RLIMIT_MEMLOCK, which the kernel
+ * checks against everything locked, and ignores with CAP_IPC_LOCK). An unbounded tmpfs (no
+ * block count) always has room.
  */
 static int mlock_refused(int fd, size_t len, int err)
 {
-	struct rlimit rl;
+	struct statfs fs;
+	struct stat st;
 
 	if (err == EAGAIN)
 		err = ENOMEM;
-	if (err != ENOMEM || fd < 0 || getrlimit(RLIMIT_MEMLOCK, &rl) != 0 ||
-	    (rl.rlim_cur != RLIM_INFINITY && (uint64_t)len > (uint64_t)rl.rlim_cur))
+	if (err != ENOMEM || fd < 0 || fstat(fd, &st) != 0 || fstatfs(fd, &fs) != 0 ||
+	    fs.f_blocks == 0)
 		return -err;
-	int rc = alloc_range(fd, 0, len);
-	return rc == -ENOSPC || rc == -EDQUOT ? rc : -err;
+	uint64_t have = (uint64_t)st.st_blocks * 512u, free_b = (uint64_t)fs.f_bavail * fs.f_bsize;
+	return have < len && len - have > free_b ? -ENOSPC : -err;
 }
 
 int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,

@@ -50,7 +50,8 @@ enum shmring_kind {
 		   */
 /* mlock the mapping; fails with -ENOMEM or -EPERM where the lock is refused, -ENOSPC where tmpfs
  * has no room for the pages (a create allocates them first, as PREFAULT; an open asks mlock
- * first, and only when the lock limit cannot explain its refusal, whether there is room) */
+ * first, and after a refusal compares the file system's free space with what the ring lacks).
+ * On a disk file system, a lock taken at open does not allocate blocks: ask PREFAULT too */
 #define SHMRING_F_MLOCK (1u << 1)
 /* MADV_HUGEPAGE (advisory), given before anything allocates the ring's pages (the create's
  * format, PREFAULT, MLOCK), so that they are huge where the kernel gives huge pages to shared
