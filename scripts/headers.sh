@@ -20,8 +20,11 @@ if [[ $(uname -m) == x86_64 ]]; then
 	# the shared structs hold them at offsets that are multiples of 8 anyway (sizes asserted
 	# in ring/mpmc.c), so their layout is the same either way.
 	targets+=("i386|gcc -m32 -Wno-psabi,clang -m32")
-	targets+=("aarch64|clang --target=aarch64-linux-gnu")
-	targets+=("armhf|clang --target=arm-linux-gnueabihf")
+	# The cross C library's headers named first: where /usr/include/bits and gnu are links
+	# into the host's x86-64 headers (some images have them), clang would find those, for
+	# the wrong target, and an aarch64 uintptr_t came out 32 bits wide.
+	targets+=("aarch64|clang --target=aarch64-linux-gnu -isystem /usr/aarch64-linux-gnu/include")
+	targets+=("armhf|clang --target=arm-linux-gnueabihf -isystem /usr/arm-linux-gnueabihf/include")
 fi
 flags=(-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -Iinclude)
 srcs=(ring/*.c sync/*.c)
@@ -32,8 +35,14 @@ for t in "${targets[@]}"; do
 	IFS='|' read -r name ccs <<<"$t"
 	IFS=',' read -ra cmds <<<"$ccs"
 	read -ra c <<<"${cmds[0]}"
-	# The C library for the target: without it the first #include fails.
-	if ! echo '#include <errno.h>' | "${c[@]}" -x c -fsyntax-only - 2>/dev/null; then
+	# The C library for the target: without it the first #include fails (and a cross
+	# target's own include directory is missing: the host's headers would not do).
+	inc=""
+	for ((i = 0; i < ${#c[@]}; i++)); do
+		[[ ${c[i]} == -isystem ]] && inc=${c[i + 1]}
+	done
+	if [[ -n $inc && ! -d $inc ]] ||
+		! echo '#include <errno.h>' | "${c[@]}" -x c -fsyntax-only - 2>/dev/null; then
 		skipped+=("$name")
 		continue
 	fi
