@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,65 +87,85 @@ static int populate(unsigned char *base, int fd, uint64_t off, uint64_t len, int
 }
 
 /*
- * mlock() refused with ENOMEM: the lock limit, or no room for the pages it had to allocate
- * (tmpfs says ENOMEM for that too, which reads as the limit: found in review). Which one is
- * told from the file system's free space against what the object lacks, without allocating:
- * a refused lock must not cost the allocation of a sparse ring (found in review of a first
- * fix, which allocated first, then of one that guessed from RLIMIT_MEMLOCK, which the kernel
- * checks against everything locked, and ignores with CAP_IPC_LOCK). An unbounded tmpfs (no
- * block count) always has room.
- */
-static int mlock_refused(int fd, size_t len, int err)
+ * Bytes of [0, len) of fd's object that hold no page yet (its holes), or 0 where it cannot
+ * tell. Of the ring's range only: a peer may have grown the object and allocated past it
+ * (found in review: whole-file block counts then read as room). */
+static uint64_t holes(int fd, uint64_t len)
 {
-	struct statfs fs;
-	struct stat st;
+	uint64_t n = 0;
+	off_t at = 0;
 
-	if (err == EAGAIN)
-		err = ENOMEM;
-	if (err != ENOMEM || fd < 0 || fstat(fd, &st) != 0 || fstatfs(fd, &fs) != 0 ||
-	    fs.f_blocks == 0)
-		return -err;
-	uint64_t have = (uint64_t)st.st_blocks * 512u, free_b = (uint64_t)fs.f_bavail * fs.f_bsize;
-	return have < len && len - have > free_b ? -ENOSPC : -err;
+	while ((uint64_t)at < len) {
+		off_t h = lseek(fd, at, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h >= len)
+			break;
+		off_t d = lseek(fd, h, SEEK_DATA);
+		uint64_t end = d < 0 || (uint64_t)d > len ? len : (uint64_t)d;
+		n += end - (uint64_t)h;
+		at = (off_t)end;
+	}
+	return n;
 }
 
-int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,
-			 uint32_t *effective)
+/*
+ * -ENOSPC when fd's object lies on a bounded tmpfs without room for the pages [0, len) lacks,
+ * else 0. Asked before PREFAULT or MLOCK allocate anything: allocating until the tmpfs is full
+ * and then failing left it full, and other rings on it then died of SIGBUS at their next
+ * store (found in review). Only tmpfs: there a read fault, as mlock() makes, allocates; on a
+ * disk file system it does not, and a refused lock is never a matter of room there (found in
+ * review). A tmpfs with no size bound (no block count) always has room. A peer allocating
+ * meanwhile can still take the room: this is a check, not a reservation.
+ */
+static int room_for(int fd, uint64_t len)
+{
+	struct statfs fs;
+
+	if (fd < 0 || fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC || fs.f_blocks == 0)
+		return 0;
+	return holes(fd, len) > (uint64_t)fs.f_bavail * (uint64_t)fs.f_bsize ? -ENOSPC : 0;
+}
+
+/*
+ * Applies the hints in flags to the mapping [base, base + len) of fd (-1: anonymous). What took
+ * effect goes to *effective even when a later hint fails: on a mapping shared with earlier
+ * handles it stays, and shmring_hints() must say so (found in review).
+ */
+int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, uint32_t *effective)
 {
 	uint32_t eff = 0;
-	int rc;
+	int rc = 0;
 
-	/* Before PREFAULT or MLOCK allocate pages here: pages allocated before the advice stay
-	 * small. (The creator allocates the format's pages after this too: alloc_formatted().) */
-	if (flags & SHMRING_F_HUGEPAGE) {
+	/* Before anything allocates a page here: pages allocated before the advice stay small.
+	 * (The creator allocates the format's pages after this too: alloc_formatted().) */
+	if (flags & SHMRING_F_HUGEPAGE)
 		rc = advise(base, len, MADV_HUGEPAGE, SHMRING_F_HUGEPAGE, flags, &eff);
-		if (rc)
-			return rc;
-	}
-	if (flags & SHMRING_F_DONTDUMP) {
+	if (!rc && (flags & SHMRING_F_DONTDUMP))
 		rc = advise(base, len, MADV_DONTDUMP, SHMRING_F_DONTDUMP, flags, &eff);
-		if (rc)
-			return rc;
+	if (!rc && (flags & (SHMRING_F_PREFAULT | SHMRING_F_MLOCK)))
+		rc = room_for(fd, len);
+	/* Never advisory: a caller who asked for locked memory must know it did not get it. The
+	 * lock first: a refusal for the limit comes before the kernel allocates anything (found
+	 * in review: populating first filled a whole ring, then the lock was refused). */
+	if (!rc && (flags & SHMRING_F_MLOCK)) {
+		if (mlock(base, len) == 0) {
+			eff |= SHMRING_F_MLOCK;
+		} else {
+			int err = errno == EAGAIN ? ENOMEM : errno;
+			/* Refused after it began: the range may read locked (found in review). */
+			munlock(base, len);
+			/* tmpfs says ENOMEM for no room too, which reads as the lock limit. */
+			rc = err == ENOMEM && room_for(fd, len) ? -ENOSPC : -err;
+		}
 	}
-	/* Allocate the backing first: on a full tmpfs this is where ENOSPC belongs, rather than
-	 * a SIGBUS at the first store that finds no page. A creator that locks allocates first
-	 * too (what it made goes if the lock is refused); an opener asks mlock() first. */
-	if ((flags & SHMRING_F_PREFAULT) || (fresh && (flags & SHMRING_F_MLOCK))) {
-		rc = populate(base, fd, 0, len, (flags & SHMRING_F_PREFAULT) != 0);
-		if (rc)
-			return rc;
-		if (flags & SHMRING_F_PREFAULT)
+	/* On a full tmpfs this is where ENOSPC belongs, rather than a SIGBUS at the first store
+	 * that finds no page. */
+	if (!rc && (flags & SHMRING_F_PREFAULT)) {
+		rc = populate(base, fd, 0, len, 1);
+		if (!rc)
 			eff |= SHMRING_F_PREFAULT;
 	}
-	if (flags & SHMRING_F_MLOCK) {
-		/* Never advisory: a caller who asked for locked memory must know it did not get it.
-		 */
-		if (mlock(base, len) != 0)
-			return mlock_refused(fd, len, errno);
-		eff |= SHMRING_F_MLOCK;
-	}
 	*effective = eff;
-	return 0;
+	return rc;
 }
 
 ssize_t shmring_lock_bytes(const struct shmring_params *p)
@@ -209,12 +230,12 @@ static int publish_seg(struct _shmring_seg *s, uint32_t flags, struct shmring **
 		uint32_t want = flags & SHMRING_F_HINTS_MASK & ~atomic_load(&won->hints);
 		if (want & ~SHMRING_F_REQUIRE) {
 			uint32_t eff = 0;
-			int rc = _shmring_apply_hints(won->base, won->len, won->fd, want, 0, &eff);
+			int rc = _shmring_apply_hints(won->base, won->len, won->fd, want, &eff);
+			atomic_fetch_or(&won->hints, eff);
 			if (rc) {
 				_shmring_reg_put(won);
 				return rc;
 			}
-			atomic_fetch_or(&won->hints, eff);
 		}
 	}
 	return _shmring_handle_new(won, out);
@@ -303,7 +324,7 @@ static int create_on_fd(int fd, const struct shmring_params *p, struct shmring *
 	}
 	/* The hints first (MADV_HUGEPAGE before any page is allocated), then the pages the
 	 * format writes, through the mapping (-ENOSPC on a full tmpfs, not SIGBUS below). */
-	rc = _shmring_apply_hints(base, l.total_size, fd, p->flags, 1, &eff);
+	rc = _shmring_apply_hints(base, l.total_size, fd, p->flags, &eff);
 	if (!rc)
 		rc = alloc_formatted(base, fd, &l);
 	if (rc) {
@@ -394,12 +415,12 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 			return -EPROTO;
 		}
 		if (want & ~SHMRING_F_REQUIRE) {
-			rc = _shmring_apply_hints(s->base, s->len, s->fd, want, 0, &eff);
+			rc = _shmring_apply_hints(s->base, s->len, s->fd, want, &eff);
+			atomic_fetch_or(&s->hints, eff);
 			if (rc) {
 				_shmring_reg_put(s);
 				return rc;
 			}
-			atomic_fetch_or(&s->hints, eff);
 		}
 		return _shmring_handle_new(s, out);
 	}
@@ -444,7 +465,7 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 		rc = -EPROTO;
 		goto fail;
 	}
-	rc = _shmring_apply_hints(base, len, fd, expect->flags, 0, &eff);
+	rc = _shmring_apply_hints(base, len, fd, expect->flags, &eff);
 	if (rc)
 		goto fail;
 	s = seg_new(base, len, fd, 1);
@@ -647,7 +668,7 @@ int shmring_create_anon(const struct shmring_params *p, struct shmring **out)
 	base = mmap(NULL, l.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED)
 		return -errno;
-	rc = _shmring_apply_hints(base, l.total_size, -1, p->flags, 1, &eff);
+	rc = _shmring_apply_hints(base, l.total_size, -1, p->flags, &eff);
 	if (rc) {
 		munmap(base, l.total_size);
 		return rc;

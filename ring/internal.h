@@ -62,8 +62,7 @@ void _shmring_reg_put(struct _shmring_seg *seg);
 void _shmring_seg_release(struct _shmring_seg *seg);
 
 /* Applies hint flags to a mapping. Returns 0 or -errno; *effective gets what took effect. */
-int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, int fresh,
-			 uint32_t *effective);
+int _shmring_apply_hints(void *base, size_t len, int fd, uint32_t flags, uint32_t *effective);
 
 /* Makes a handle on a segment whose reference the caller passes to it. */
 int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out);

@@ -43,15 +43,16 @@ enum shmring_kind {
 /*
  * Memory hints, passed in shmring_params.flags at create and open. Advisory hints that the
  * kernel refuses are dropped silently unless SHMRING_F_REQUIRE is set; shmring_hints() tells
- * which took effect. SHMRING_F_MLOCK is never silently dropped.
+ * which took effect (also after an open whose later hint failed: what the mapping, shared with
+ * the process's other handles on the ring, did take). SHMRING_F_MLOCK is never silently
+ * dropped.
  */
 #define SHMRING_F_PREFAULT                                                                         \
 	(1u << 0) /* allocate backing now (ENOSPC at create, not SIGBUS later)                     \
 		   */
-/* mlock the mapping; fails with -ENOMEM or -EPERM where the lock is refused, -ENOSPC where tmpfs
- * has no room for the pages (a create allocates them first, as PREFAULT; an open asks mlock
- * first, and after a refusal compares the file system's free space with what the ring lacks).
- * On a disk file system, a lock taken at open does not allocate blocks: ask PREFAULT too */
+/* mlock the mapping; fails with -ENOMEM or -EPERM where the lock is refused, -ENOSPC where a
+ * bounded tmpfs lacks room for the pages (told before anything is allocated, as for PREFAULT).
+ * On a disk file system the lock allocates no blocks: ask PREFAULT too */
 #define SHMRING_F_MLOCK (1u << 1)
 /* MADV_HUGEPAGE (advisory), given before anything allocates the ring's pages (the create's
  * format, PREFAULT, MLOCK), so that they are huge where the kernel gives huge pages to shared
@@ -63,7 +64,9 @@ enum shmring_kind {
 #define SHMRING_F_DONTDUMP                                                                         \
 	(1u << 3) /* MADV_DONTDUMP: keep payloads out of core dumps (advisory)                     \
 		   */
-#define SHMRING_F_REQUIRE    (1u << 4) /* fail if an advisory hint is refused */
+/* fail if an advisory hint is refused: create and open return madvise's -errno (-EINVAL where
+ * the kernel lacks the advice) */
+#define SHMRING_F_REQUIRE    (1u << 4)
 #define SHMRING_F_HINTS_MASK 0x1fu
 
 /*
@@ -190,8 +193,9 @@ int shmring_create_anon(const struct shmring_params *p, struct shmring **out);
 /*
  * msync(MS_SYNC) of the whole mapping: makes a file-backed ring durable. For a ring in the
  * caller's memory (shmring_attach on memory the library did not map), msync of the pages the
- * ring lies in, which makes it durable when the caller mapped a file there. Anonymous memory
- * has nothing behind it: 0. Returns 0 or -errno. May block on I/O.
+ * ring lies in, which makes it durable when the caller mapped a file there; a mapping msync
+ * refuses with EINVAL (a device's, with nothing to sync) gives 0. Anonymous memory has
+ * nothing behind it: 0. Returns 0 or -errno. May block on I/O.
  */
 int shmring_sync(struct shmring *r);
 
