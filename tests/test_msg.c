@@ -864,6 +864,22 @@ static uint64_t stalled_claim(struct shmring *h, uint64_t need)
 	return atomic_compare_exchange_strong(h->prod_pos, &t, t + need) ? t : UINT64_MAX;
 }
 
+/* The producer stalled in stalled_claim() at t goes on: its header, the payload "live" and a
+ * commit of type 7, as reserve and commit would. */
+static void commit_stalled(struct shmring *l, uint64_t t)
+{
+	uint64_t busy =
+	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | 4u | ((uint64_t)_shmring_msg_pid() << 32);
+
+	atomic_store(_shmring_msg_hdr(l, t), busy);
+	memcpy(l->data + (t & l->mask) + 8, "live", 4);
+	l->msg.p.res_pos = t;
+	l->msg.p.res_len = 4;
+	l->msg.p.res_word = busy;
+	l->msg.p.res_active = 1;
+	cr_assert_eq(shmring_msg_commit(l, 4, 7), 0);
+}
+
 /*
  * A dead producer's unwritten claim followed by a live producer's claim, also not written yet
  * (found in review): recovery discards exactly the dead claim, not the zeroes after it, and the
@@ -891,16 +907,7 @@ Test(msg_dead, zero_claim_stops_at_the_next_claim)
 	cr_assert_eq(atomic_load(_shmring_msg_hdr(r, 32)), 0);
 	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), -EAGAIN);
 	cr_assert_eq(shmring_msg_recover(r, shmring_msg_pid_gone, NULL), 0); /* l is alive */
-	/* l goes on: its header, payload and commit, as reserve and commit would. */
-	uint64_t busy =
-	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | 4u | ((uint64_t)_shmring_msg_pid() << 32);
-	atomic_store(_shmring_msg_hdr(l, t), busy);
-	memcpy(l->data + (t & l->mask) + 8, "live", 4);
-	l->msg.p.res_pos = t;
-	l->msg.p.res_len = 4;
-	l->msg.p.res_word = busy;
-	l->msg.p.res_active = 1;
-	cr_assert_eq(shmring_msg_commit(l, 4, 7), 0);
+	commit_stalled(l, t);						     /* l goes on */
 	cr_assert_eq(shmring_msg_recv(r, buf, sizeof(buf), &type), 4);
 	cr_assert_eq(type, 7);
 	cr_assert_eq(memcmp(buf, "live", 4), 0);
@@ -1046,16 +1053,7 @@ Test(msg_dead, recovery_leaves_a_dead_consumers_freed_span_alone)
 	cr_assert_eq(shmring_msg_recover(c, unnamed_dead, NULL), 0);
 	cr_assert_eq(atomic_load(_shmring_msg_hdr(r, t)), 0, "the live claim was discarded");
 	cr_assert_eq(shmring_msg_recv(c, buf, sizeof(buf), &type), -EAGAIN);
-	/* l goes on: its header, payload and commit, as reserve and commit would. */
-	uint64_t busy =
-	    _SHMRING_MSG_VALID | _SHMRING_MSG_BUSY | 4u | ((uint64_t)_shmring_msg_pid() << 32);
-	atomic_store(_shmring_msg_hdr(l, t), busy);
-	memcpy(l->data + (t & l->mask) + 8, "live", 4);
-	l->msg.p.res_pos = t;
-	l->msg.p.res_len = 4;
-	l->msg.p.res_word = busy;
-	l->msg.p.res_active = 1;
-	cr_assert_eq(shmring_msg_commit(l, 4, 7), 0);
+	commit_stalled(l, t); /* l goes on */
 	cr_assert_eq(shmring_msg_recv(c, buf, sizeof(buf), &type), 4);
 	cr_assert_eq(type, 7);
 	shmring_close(c);
