@@ -32,10 +32,14 @@
  * rte_ring, beside the floor of shmring's design (see solo() and floor_cas()).
  *
  * Usage: mpmc_bench [--quick] [--wide] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
+ *                   [--probe]
  * --wide adds 8/8 (processes and threads): 16 participants, one per CPU on a 16-CPU machine,
  * twice oversubscribed on 8 CPUs, eight times on 2 (--quick ignores it);
  * --only keeps the configurations whose name ("2/2 procs b=32 spin") contains SUBSTR;
- * --shmring-only skips the peers (to compare two builds of shmring run one after the other).
+ * --shmring-only skips the peers (to compare two builds of shmring run one after the other);
+ * --probe adds the run-claiming design of bench/runs_probe.h as a column of its own, with its
+ * ratio to the best peer: a probe for issue 5's bursts, not a ring of the library
+ * (docs/mpmc-runs.md).
  */
 #include <ck_ring.h>
 #include <pthread.h>
@@ -53,12 +57,16 @@
 #include <shmring/shmring.h>
 
 #include "pin.h"
+#include "runs_probe.h"
 
 #define CAP   1024u
 #define MAXPC 8
 
-enum kind { K_SHMRING, K_RTE_MPMC, K_RTE_RTS, K_RTE_HTS, K_CK, K_N };
-static const char *kname[K_N] = {"shmring", "rte MP/MC", "rte RTS", "rte HTS", "ck mpmc"};
+/* K_PROBE (--probe only) is bench/runs_probe.h, a design probe and not a peer: docs/mpmc-runs.md.
+ */
+enum kind { K_SHMRING, K_RTE_MPMC, K_RTE_RTS, K_RTE_HTS, K_CK, K_PROBE, K_N };
+static const char *kname[K_N] = {"shmring", "rte MP/MC", "rte RTS",
+				 "rte HTS", "ck mpmc",	 "runs probe"};
 
 struct shared {
 	_Atomic uint64_t popped;
@@ -67,6 +75,7 @@ struct shared {
 	ck_ring_t ck;
 	_Alignas(128) ck_ring_buffer_t ckbuf[CAP];
 	_Alignas(128) unsigned char rte[1 << 20];
+	_Alignas(128) unsigned char probe[1 << 17]; /* struct runs, CAP slots, MAXPC arenas */
 };
 
 static struct shared *sh;
@@ -136,6 +145,9 @@ static void producer(int id)
 			got = burst == 1 ? shmring_mpmc_push(h, buf) == 0
 					 : shmring_mpmc_push_burst(h, buf, burst);
 			break;
+		case K_PROBE:
+			got = (int)runs_push((struct runs *)sh->probe, (unsigned)id, buf, burst, 0);
+			break;
 		case K_CK:
 			got = 0;
 			while ((unsigned)got < burst &&
@@ -168,6 +180,9 @@ static void consumer(void)
 		case K_SHMRING:
 			got = burst == 1 ? shmring_mpmc_pop(h, buf) == 0
 					 : shmring_mpmc_pop_burst(h, buf, burst);
+			break;
+		case K_PROBE:
+			got = (int)runs_pop((struct runs *)sh->probe, buf, burst, 0);
 			break;
 		case K_CK:
 			got = 0;
@@ -237,6 +252,11 @@ static int setup(enum kind k)
 	}
 	case K_CK:
 		ck_ring_init(&sh->ck, CAP);
+		return 0;
+	case K_PROBE:
+		if (runs_size(10, 8, MAXPC) > sizeof(sh->probe))
+			return -1;
+		runs_init((struct runs *)sh->probe, 10, 8, MAXPC);
 		return 0;
 	case K_RTE_RTS:
 		flags = RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ;
@@ -416,7 +436,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	double window = 0.3;
-	int rounds = 7, quick = 0, only_ours = 0, wide = 0;
+	int rounds = 7, quick = 0, only_ours = 0, wide = 0, probe = 0;
 	const char *only = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -432,9 +452,12 @@ int main(int argc, char **argv)
 			only_ours = 1;
 		else if (!strcmp(argv[i], "--wide"))
 			wide = 1;
+		else if (!strcmp(argv[i], "--probe"))
+			probe = 1;
 		else {
-			fprintf(stderr, "usage: mpmc_bench [--quick] [--wide] [--window MS] "
-					"[--rounds N] [--only SUBSTR] [--shmring-only]\n");
+			fprintf(stderr,
+				"usage: mpmc_bench [--quick] [--wide] [--window MS] "
+				"[--rounds N] [--only SUBSTR] [--shmring-only] [--probe]\n");
 			return 2;
 		}
 	}
@@ -461,8 +484,15 @@ int main(int argc, char **argv)
 	enum { NALL = sizeof(all) / sizeof(all[0]), NFEW = sizeof(few) / sizeof(few[0]) };
 	int nfrom = quick ? NFEW : wide ? NALL : NALL - 8;
 	struct cfg *from = quick ? few : all, cfg[NALL];
-	int ncfg = 0, nk = only_ours ? 1 : K_N;
+	int ncfg = 0, nk = 0, npeer = 0;
+	enum kind ks[K_N];
 	static double res[NALL][K_N][99];
+
+	ks[nk++] = K_SHMRING;
+	for (int k = K_RTE_MPMC; k <= K_CK && !only_ours; k++, npeer++)
+		ks[nk++] = (enum kind)k;
+	if (probe)
+		ks[nk++] = K_PROBE;
 
 	for (int c = 0; c < nfrom; c++) {
 		char name[40];
@@ -483,9 +513,9 @@ int main(int argc, char **argv)
 			for (int k = 0; k < nk; k++) {
 				/* Rotate the order within a round so that no contender always runs
 				 * right after the same one. */
-				int kk = (k + rd) % nk;
+				enum kind kk = ks[(k + rd) % nk];
 				res[c][kk][rd] =
-				    run_once((enum kind)kk, cfg[c].np, cfg[c].nc, cfg[c].b, window);
+				    run_once(kk, cfg[c].np, cfg[c].nc, cfg[c].b, window);
 			}
 		}
 		fprintf(stderr, "\rmpmc_bench: round %d/%d", rd + 1, rounds);
@@ -499,14 +529,16 @@ int main(int argc, char **argv)
 	       rounds, window * 1000, ncpu, CAP, ncpu);
 	printf("%-24s", "P/C, kind, burst, idle");
 	for (int k = 0; k < nk; k++)
-		printf(" %21s", kname[k]);
-	printf("%s\n", nk > 1 ? "  shmring/best peer" : "");
+		printf(" %21s", kname[ks[k]]);
+	printf("%s%s\n", npeer ? "  shmring/best peer" : "",
+	       npeer && probe ? "  probe/best peer" : "");
 	for (int c = 0; c < ncfg; c++) {
 		char name[40];
 		cfg_name(&cfg[c], name);
 		printf("%-24s", name);
 		double med[K_N], peer = 0;
-		for (int k = 0; k < nk; k++) {
+		for (int i = 0; i < nk; i++) {
+			enum kind k = ks[i];
 			double v[99];
 			int n = 0, failed = 0;
 			for (int rd = 0; rd < rounds; rd++) {
@@ -525,15 +557,17 @@ int main(int argc, char **argv)
 			char cell[40];
 			snprintf(cell, sizeof(cell), "%.2f [%.2f-%.2f]", med[k], v[0], v[n - 1]);
 			printf(" %21s", cell);
-			if (k != K_SHMRING && med[k] > peer)
+			if (k != K_SHMRING && k != K_PROBE && med[k] > peer)
 				peer = med[k];
 		}
-		if (nk == 1)
-			printf("\n");
-		else if (peer > 0)
-			printf("  %.2fx\n", med[K_SHMRING] / peer);
-		else
-			printf("  -\n");
+		if (npeer && peer > 0) {
+			printf("  %17.2fx", med[K_SHMRING] / peer);
+			if (probe)
+				printf("  %14.2fx", med[K_PROBE] / peer);
+		} else if (npeer) {
+			printf("  -");
+		}
+		printf("\n");
 	}
 	one_core(rounds, quick ? 1 << 18 : 1 << 21, only_ours);
 	return 0;
