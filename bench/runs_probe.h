@@ -4,7 +4,7 @@
  * one locked operation per side, measured beside SCQ and the peers by `mpmc_bench --probe` and
  * checked against a stopped producer by `runs_probe_stall`. docs/mpmc-runs.md gives the design,
  * why each producer writes its own arena, the numbers, and what the library's ring would still
- * need (a patience scaled to the claim, a cached head, TSan annotations, recovery, the memory).
+ * need (a patience scaled to the claim, TSan annotations, recovery, the memory, fresh tags).
  *
  * Shared state: head and tail positions, one header per slot, and an arena per producer with a
  * slot per position. A header speaks for the position p of its slot when its cycle tag is p's.
@@ -37,6 +37,11 @@ struct runs {
 	_Alignas(128) uint64_t n, mask, tagmask;
 	unsigned order, nprod;
 	size_t esz;
+	/* Each producer's last read of head (a line each): room is judged from it and head is
+	 * read again only when it does not show enough. */
+	struct {
+		_Alignas(64) uint64_t head;
+	} seen[RUNS_MAXP];
 	_Alignas(128) _Atomic uint64_t hdr[]; /* n headers, then nprod arenas of n elements */
 };
 
@@ -100,6 +105,8 @@ static inline void runs_init(struct runs *q, unsigned order, size_t esz, unsigne
 	q->nprod = nprod;
 	atomic_store(&q->head, 0);
 	atomic_store(&q->tail, 0);
+	for (unsigned i = 0; i < RUNS_MAXP; i++)
+		q->seen[i].head = 0;
 	for (uint64_t i = 0; i < q->n; i++)
 		atomic_store(&q->hdr[i], q->tagmask << (order + 8)); /* lap -1 */
 }
@@ -148,12 +155,17 @@ static inline unsigned runs_push(struct runs *q, unsigned pid, const void *src, 
 	if (pid >= q->nprod)
 		return 0;
 	for (;;) {
-		/* Acquire pairs with the release of the consumers' head CAS: their copies of the
-		 * slots this claim reuses are done. */
-		uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+		uint64_t h = q->seen[pid].head;
 		uint64_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
-		if (t - h > q->n)
-			continue; /* head moved on between the loads: a stale head, not room */
+		if (t - h > q->n || q->n - (t - h) < k) {
+			/* Acquire pairs with the release of the consumers' head CAS: their
+			 * copies of the slots this claim reuses are done. */
+			h = atomic_load_explicit(&q->head, memory_order_acquire);
+			q->seen[pid].head = h;
+			t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+			if (t - h > q->n)
+				continue; /* head moved on between the loads: a stale head */
+		}
 		uint64_t room = q->n - (t - h), n = room < k ? (bulk ? 0 : room) : k;
 		if (n == 0)
 			return 0;
