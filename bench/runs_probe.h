@@ -20,16 +20,30 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define RUNS_COMMIT 1u
 #define RUNS_SKIP   2u
 #define RUNS_CLAIM  3u	/* announced, not committed */
 #define RUNS_MAXP   64u /* producers: 6 bits of the header */
 
-/* Spins on a pause before a claimed, uncommitted run is skipped (see runs_pop). */
-#ifndef RUNS_PATIENCE
-#define RUNS_PATIENCE 4000
+/*
+ * How long a claimed, uncommitted run is waited for before it is skipped (see runs_pop), in
+ * nanoseconds of CLOCK_MONOTONIC, the same on every architecture: a base, plus a nanosecond
+ * for each byte an announced claim copies (a copy at 1 GB/s), so that a live producer of large
+ * elements is not skipped for the size of its copy.
+ */
+#ifndef RUNS_PATIENCE_NS
+#define RUNS_PATIENCE_NS 50000
 #endif
+
+static inline uint64_t runs_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct runs {
 	_Alignas(128) _Atomic uint64_t head;
@@ -258,20 +272,30 @@ static inline unsigned runs_pop(struct runs *q, void *dst, unsigned m, int bulk)
 				break; /* empty */
 			/* Claimed, not committed: wait, then skip the position, or the whole claim
 			 * if it was announced. */
-			int i = 0;
-			while (i < RUNS_PATIENCE &&
-			       atomic_load_explicit(hp, memory_order_relaxed) == v &&
-			       atomic_load_explicit(&q->head, memory_order_relaxed) == h) {
+			uint64_t until = 0, wait = RUNS_PATIENCE_NS;
+			int expired = 0;
+			if (c == 0) /* announced: the claim's copy too */
+				wait += len * q->esz;
+			for (unsigned i = 0;
+			     atomic_load_explicit(hp, memory_order_relaxed) == v &&
+			     atomic_load_explicit(&q->head, memory_order_relaxed) == h;
+			     i++) {
+				if (i % 64 == 0) { /* the clock every 64 spins */
+					uint64_t now = runs_now();
+					if (!until)
+						until = now + wait;
+					else if ((expired = now >= until))
+						break;
+				}
 #if defined(__x86_64__) || defined(__i386__)
 				__builtin_ia32_pause();
 #endif
-				i++;
 			}
 			if (atomic_load_explicit(&q->head, memory_order_relaxed) != h) {
 				stale = 1;
 				break;
 			}
-			if (i == RUNS_PATIENCE)
+			if (expired)
 				/* Release pairs with the acquire load of the header by the consumer
 				 * that walks past the skip: its tail read is no older than the one
 				 * that showed this position claimed, so it never skips a position
