@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * MPMC throughput on shared memory: shmring's MPMC ring against DPDK rte_ring (MP/MC, RTS and
- * HTS; rte_ring_init on memory we map, no EAL) and Concurrency Kit's ck_ring mpmc (on the same
+ * MPMC throughput on shared memory: shmring's two MPMC kinds (SHMRING_MPMC, SCQ, and
+ * SHMRING_MPMC_RUNS, which hands bursts over as runs) against DPDK rte_ring (MP/MC, RTS and HTS;
+ * rte_ring_init on memory we map, no EAL) and Concurrency Kit's ck_ring mpmc (on the same
  * MAP_SHARED memory). 8-byte elements, capacity 1024.
  *
  * Configurations: P producers and C consumers as processes (1/1, 2/2, 4/4) or as threads of
@@ -14,7 +15,7 @@
  * the score is elements popped per second during the window. A design in which one preempted
  * participant stalls the others scores what it manages, rather than running for ever. Rounds
  * interleave every contender of every configuration; the table gives the median over rounds,
- * with min-max, and the ratio of shmring's median to the best peer's median.
+ * with min-max, and the ratio of each shmring kind's median to the best peer's median.
  *
  * Two idle policies, each for every configuration: a participant whose push finds the ring full
  * or whose pop finds it empty either yields its CPU (sched_yield) or busy-polls (a pause and
@@ -28,18 +29,14 @@
  * counters arrive in increasing order and that no value is invented. A run that fails the
  * check is reported as FAILED, never averaged in.
  *
- * After the table, one core without a peer: a burst of 32 pushed then popped, shmring against
- * rte_ring, beside the floor of shmring's design (see solo() and floor_cas()).
+ * After the table, one core without a peer: a burst of 32 pushed then popped, both shmring kinds
+ * against rte_ring, beside the floor of SCQ's design (see solo() and floor_cas()).
  *
  * Usage: mpmc_bench [--quick] [--wide] [--window MS] [--rounds N] [--only SUBSTR] [--shmring-only]
- *                   [--probe]
  * --wide adds 8/8 (processes and threads): 16 participants, one per CPU on a 16-CPU machine,
  * twice oversubscribed on 8 CPUs, eight times on 2 (--quick ignores it);
  * --only keeps the configurations whose name ("2/2 procs b=32 spin") contains SUBSTR;
- * --shmring-only skips the peers (to compare two builds of shmring run one after the other);
- * --probe adds the run-claiming design of bench/runs_probe.h as a column of its own, with its
- * ratio to the best peer: a probe for issue 5's bursts, not a ring of the library
- * (docs/mpmc-runs.md).
+ * --shmring-only skips the peers (to compare two builds of shmring run one after the other).
  */
 #include <ck_ring.h>
 #include <pthread.h>
@@ -57,16 +54,19 @@
 #include <shmring/shmring.h>
 
 #include "pin.h"
-#include "runs_probe.h"
 
 #define CAP   1024u
 #define MAXPC 8
 
-/* K_PROBE (--probe only) is bench/runs_probe.h, a design probe and not a peer: docs/mpmc-runs.md.
- */
-enum kind { K_SHMRING, K_RTE_MPMC, K_RTE_RTS, K_RTE_HTS, K_CK, K_PROBE, K_N };
-static const char *kname[K_N] = {"shmring", "rte MP/MC", "rte RTS",
-				 "rte HTS", "ck mpmc",	 "runs probe"};
+/* The two shmring kinds first, then the peers. */
+enum kind { K_SHMRING, K_RUNS, K_RTE_MPMC, K_RTE_RTS, K_RTE_HTS, K_CK, K_N };
+static const char *kname[K_N] = {"shmring SCQ", "shmring runs", "rte MP/MC",
+				 "rte RTS",	"rte HTS",	"ck mpmc"};
+
+static int ours(enum kind k)
+{
+	return k == K_SHMRING || k == K_RUNS;
+}
 
 struct shared {
 	_Atomic uint64_t popped;
@@ -75,7 +75,6 @@ struct shared {
 	ck_ring_t ck;
 	_Alignas(128) ck_ring_buffer_t ckbuf[CAP];
 	_Alignas(128) unsigned char rte[1 << 20];
-	_Alignas(128) unsigned char probe[1 << 17]; /* struct runs, CAP slots, MAXPC arenas */
 };
 
 static struct shared *sh;
@@ -106,7 +105,7 @@ static struct shmring *my_handle(void)
 {
 	size_t len;
 	void *base = shmring_base(ring, &len);
-	struct shmring_params e = {.kind = SHMRING_MPMC};
+	struct shmring_params e = {.kind = shmring_kind(ring)};
 	struct shmring *h = NULL;
 
 	if (shmring_attach(base, len, &e, &h) != 0)
@@ -127,7 +126,7 @@ static void start_line(void)
 
 static void producer(int id)
 {
-	struct shmring *h = cur == K_SHMRING ? my_handle() : NULL;
+	struct shmring *h = ours(cur) ? my_handle() : NULL;
 	struct rte_ring *rr = (struct rte_ring *)sh->rte;
 	uint64_t buf[32];
 	void *pb[32];
@@ -142,11 +141,9 @@ static void producer(int id)
 		int got;
 		switch (cur) {
 		case K_SHMRING:
+		case K_RUNS:
 			got = burst == 1 ? shmring_mpmc_push(h, buf) == 0
 					 : shmring_mpmc_push_burst(h, buf, burst);
-			break;
-		case K_PROBE:
-			got = (int)runs_push((struct runs *)sh->probe, (unsigned)id, buf, burst, 0);
 			break;
 		case K_CK:
 			got = 0;
@@ -168,7 +165,7 @@ static void producer(int id)
 
 static void consumer(void)
 {
-	struct shmring *h = cur == K_SHMRING ? my_handle() : NULL;
+	struct shmring *h = ours(cur) ? my_handle() : NULL;
 	struct rte_ring *rr = (struct rte_ring *)sh->rte;
 	uint64_t buf[32], last[MAXPC] = {0}, n = 0;
 	void *pb[32];
@@ -178,11 +175,9 @@ static void consumer(void)
 		int got;
 		switch (cur) {
 		case K_SHMRING:
+		case K_RUNS:
 			got = burst == 1 ? shmring_mpmc_pop(h, buf) == 0
 					 : shmring_mpmc_pop_burst(h, buf, burst);
-			break;
-		case K_PROBE:
-			got = (int)runs_pop((struct runs *)sh->probe, buf, burst, 0);
 			break;
 		case K_CK:
 			got = 0;
@@ -246,17 +241,17 @@ static int setup(enum kind k)
 	unsigned flags = 0;
 
 	switch (k) {
-	case K_SHMRING: {
-		struct shmring_params p = {.kind = SHMRING_MPMC, .elem_size = 8, .capacity = CAP};
+	case K_SHMRING:
+	case K_RUNS: {
+		/* A runs ring: an arena for each producer (8), and the creator's handle. */
+		struct shmring_params p = {.kind = k == K_RUNS ? SHMRING_MPMC_RUNS : SHMRING_MPMC,
+					   .elem_size = 8,
+					   .capacity = CAP,
+					   .producers = k == K_RUNS ? MAXPC + 1 : 0};
 		return shmring_create_anon(&p, &ring);
 	}
 	case K_CK:
 		ck_ring_init(&sh->ck, CAP);
-		return 0;
-	case K_PROBE:
-		if (runs_size(10, 8, MAXPC) > sizeof(sh->probe))
-			return -1;
-		runs_init((struct runs *)sh->probe, 10, 8, MAXPC);
 		return 0;
 	case K_RTE_RTS:
 		flags = RING_F_MP_RTS_ENQ | RING_F_MC_RTS_DEQ;
@@ -314,7 +309,7 @@ static double run_once(enum kind k, int np, int nc, unsigned b, double window)
 		else
 			waitpid(pids[i], NULL, 0);
 	}
-	if (k == K_SHMRING) {
+	if (ours(k)) {
 		shmring_close(ring);
 		ring = NULL;
 	}
@@ -345,7 +340,7 @@ static double solo(enum kind k, long n)
 		return -1;
 	double t0 = now();
 	for (long i = 0; i < n; i += 32) {
-		if (k == K_SHMRING) {
+		if (ours(k)) {
 			if (shmring_mpmc_push_burst(ring, buf, 32) != 32 ||
 			    shmring_mpmc_pop_burst(ring, buf, 32) != 32)
 				return -1;
@@ -355,7 +350,7 @@ static double solo(enum kind k, long n)
 		}
 	}
 	double dt = now() - t0;
-	if (k == K_SHMRING) {
+	if (ours(k)) {
 		shmring_close(ring);
 		ring = NULL;
 	}
@@ -381,25 +376,26 @@ static int cmp(const void *a, const void *b);
 
 static void one_core(int rounds, long n, int only_ours)
 {
-	double v[3][99];
-	const char *what[3] = {"shmring", "rte MP/MC", "4 CAS/element floor"};
+	double v[4][99];
+	const char *what[4] = {"shmring SCQ", "rte MP/MC", "4 CAS/element floor", "shmring runs"};
 
 	pin(0);
 	for (int rd = 0; rd < rounds; rd++) {
 		/* Interleaved, in a rotating order. */
-		for (int j = 0; j < 3; j++) {
-			int w = (j + rd) % 3;
+		for (int j = 0; j < 4; j++) {
+			int w = (j + rd) % 4;
 			v[w][rd] = w == 0   ? solo(K_SHMRING, n)
 				   : w == 1 ? (only_ours ? 0 : solo(K_RTE_MPMC, n))
-					    : floor_cas(n);
+				   : w == 2 ? floor_cas(n)
+					    : solo(K_RUNS, n);
 		}
 	}
-	double med[3];
+	double med[4];
 	printf(
 	    "\nOne core, bursts of 32 pushed then popped, ns per element: median [min-max] of %d "
 	    "rounds\n",
 	    rounds);
-	for (int w = 0; w < 3; w++) {
+	for (int w = 0; w < 4; w++) {
 		if (w == 1 && only_ours)
 			continue;
 		qsort(v[w], (size_t)rounds, sizeof(double), cmp);
@@ -408,9 +404,11 @@ static void one_core(int rounds, long n, int only_ours)
 		printf("  %-22s %6.2f [%.2f-%.2f]\n", what[w], med[w], v[w][0], v[w][rounds - 1]);
 	}
 	if (med[0] > 0)
-		printf("  shmring takes %.2fx its design's floor", med[0] / med[2]);
+		printf("  SCQ takes %.2fx its design's floor", med[0] / med[2]);
 	if (!only_ours && med[1] > 0)
-		printf("; that floor alone is %.1fx rte_ring's whole burst", med[2] / med[1]);
+		printf("; that floor alone is %.1fx rte_ring's whole burst;\n  runs takes %.2fx "
+		       "rte_ring's burst",
+		       med[2] / med[1], med[3] / med[1]);
 	printf("\n");
 }
 
@@ -436,7 +434,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	double window = 0.3;
-	int rounds = 7, quick = 0, only_ours = 0, wide = 0, probe = 0;
+	int rounds = 7, quick = 0, only_ours = 0, wide = 0;
 	const char *only = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -452,12 +450,9 @@ int main(int argc, char **argv)
 			only_ours = 1;
 		else if (!strcmp(argv[i], "--wide"))
 			wide = 1;
-		else if (!strcmp(argv[i], "--probe"))
-			probe = 1;
 		else {
-			fprintf(stderr,
-				"usage: mpmc_bench [--quick] [--wide] [--window MS] "
-				"[--rounds N] [--only SUBSTR] [--shmring-only] [--probe]\n");
+			fprintf(stderr, "usage: mpmc_bench [--quick] [--wide] [--window MS] "
+					"[--rounds N] [--only SUBSTR] [--shmring-only]\n");
 			return 2;
 		}
 	}
@@ -489,10 +484,9 @@ int main(int argc, char **argv)
 	static double res[NALL][K_N][99];
 
 	ks[nk++] = K_SHMRING;
+	ks[nk++] = K_RUNS;
 	for (int k = K_RTE_MPMC; k <= K_CK && !only_ours; k++, npeer++)
 		ks[nk++] = (enum kind)k;
-	if (probe)
-		ks[nk++] = K_PROBE;
 
 	for (int c = 0; c < nfrom; c++) {
 		char name[40];
@@ -530,8 +524,7 @@ int main(int argc, char **argv)
 	printf("%-24s", "P/C, kind, burst, idle");
 	for (int k = 0; k < nk; k++)
 		printf(" %21s", kname[ks[k]]);
-	printf("%s%s\n", npeer ? "  shmring/best peer" : "",
-	       npeer && probe ? "  probe/best peer" : "");
+	printf("%s\n", npeer ? "  SCQ/best peer  runs/best peer" : "");
 	for (int c = 0; c < ncfg; c++) {
 		char name[40];
 		cfg_name(&cfg[c], name);
@@ -557,13 +550,11 @@ int main(int argc, char **argv)
 			char cell[40];
 			snprintf(cell, sizeof(cell), "%.2f [%.2f-%.2f]", med[k], v[0], v[n - 1]);
 			printf(" %21s", cell);
-			if (k != K_SHMRING && k != K_PROBE && med[k] > peer)
+			if (!ours(k) && med[k] > peer)
 				peer = med[k];
 		}
 		if (npeer && peer > 0) {
-			printf("  %17.2fx", med[K_SHMRING] / peer);
-			if (probe)
-				printf("  %14.2fx", med[K_PROBE] / peer);
+			printf("  %12.2fx  %13.2fx", med[K_SHMRING] / peer, med[K_RUNS] / peer);
 		} else if (npeer) {
 			printf("  -");
 		}

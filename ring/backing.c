@@ -377,7 +377,8 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	    expect->open_timeout_ms ? expect->open_timeout_ms : DEFAULT_OPEN_TIMEOUT_MS;
 	uint64_t deadline = now_ms() + timeout;
 
-	if (expect->reserved_ || (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK))) {
+	if (_shmring_producers_bad(expect, 1) ||
+	    (expect->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK))) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -408,9 +409,7 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 		uint32_t want = expect->flags & SHMRING_F_HINTS_MASK & ~atomic_load(&s->hints);
 
 		close(fd);
-		if (s->geo.kind != expect->kind ||
-		    (expect->elem_size && s->geo.elem_size != expect->elem_size) ||
-		    (expect->capacity && s->geo.capacity != expect->capacity)) {
+		if (!_shmring_layout_matches(&s->geo, expect)) {
 			_shmring_reg_put(s);
 			return -EPROTO;
 		}
@@ -461,7 +460,8 @@ static int open_on_fd(int fd, const struct shmring_params *expect, struct shmrin
 	struct _shmring_layout again;
 	rc = _shmring_validate(base, len, expect, &again);
 	if (rc || again.kind != l.kind || again.elem_size != l.elem_size ||
-	    again.capacity != l.capacity || again.hflags != l.hflags) {
+	    again.capacity != l.capacity || again.hflags != l.hflags ||
+	    again.producers != l.producers) {
 		rc = -EPROTO;
 		goto fail;
 	}
@@ -753,9 +753,7 @@ int shmring_attach(void *mem, size_t len, const struct shmring_params *expect, s
 	if (!s)
 		s = _shmring_reg_get(&key);
 	if (s) {
-		if (s->geo.kind != expect->kind ||
-		    (expect->elem_size && s->geo.elem_size != expect->elem_size) ||
-		    (expect->capacity && s->geo.capacity != expect->capacity) || len < s->len) {
+		if (!_shmring_layout_matches(&s->geo, expect) || len < s->len) {
 			_shmring_reg_put(s);
 			return -EPROTO;
 		}

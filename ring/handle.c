@@ -75,7 +75,7 @@ int _shmring_handle_new(struct _shmring_seg *seg, struct shmring **out)
 	}
 	if (r->kind == SHMRING_MSG_MPSC)
 		_shmring_msg_handle_init(r, base, g); /* ring/msg.c: a producer claim record */
-	if (r->kind == SHMRING_MPMC) {
+	if (r->kind == SHMRING_MPMC || r->kind == SHMRING_MPMC_RUNS) {
 		int rc = _shmring_mpmc_handle_init(r, base, g); /* ring/mpmc.c: claims a record */
 		if (rc != 0) {
 			_shmring_sync_handle_fini(r);
@@ -92,7 +92,7 @@ int shmring_close(struct shmring *r)
 {
 	if (!r)
 		return 0;
-	if (r->kind == SHMRING_MPMC)
+	if (r->kind == SHMRING_MPMC || r->kind == SHMRING_MPMC_RUNS)
 		_shmring_mpmc_handle_fini(r); /* ring/mpmc.c: frees our record */
 	if (r->kind == SHMRING_MSG_MPSC)
 		_shmring_msg_handle_fini(r);
@@ -174,7 +174,8 @@ const char *shmring_strerror(int err)
 	case EBUSY:
 		return "busy (a reservation is open, or every liveness slot of the role is held)";
 	case EUSERS:
-		return "every participant record is taken (an MPMC ring's handles, or a message "
+		return "every participant record is taken (an MPMC ring's handles or a runs ring's "
+		       "producer arenas, or a message "
 		       "ring's producers)";
 	case EOWNERDEAD:
 		return "recovery declared this producer dead and discarded its claim";

@@ -60,8 +60,21 @@ struct _shmring_layout {
 	uint64_t capacity;
 	uint64_t total_size;
 	struct _shmring_part part[_SHMRING_NPARTS];
-	uint32_t hflags; /* header flags (sync back-end, sync/sync.h _SHMRING_HF_*) */
+	uint32_t hflags;    /* header flags (sync back-end, sync/sync.h _SHMRING_HF_*; for
+			     * SHMRING_MPMC_RUNS the producers in bits 8..15) */
+	uint32_t producers; /* SHMRING_MPMC_RUNS: producer arenas; else 0 */
 };
+
+/* Header flags: bit 0 the semaphore back-end, bits 8..15 an SHMRING_MPMC_RUNS ring's producers. */
+#define _SHMRING_HF_PRODUCERS(f) (((f) >> 8) & 0xffu)
+
+/* Whether expect's producers field is wrong for its kind: non-zero for a kind without producers,
+ * or (runs) above the maximum, or zero where any_ok is 0 (a create). */
+int _shmring_producers_bad(const struct shmring_params *expect, int any_ok);
+
+/* Whether an open's or attach's expect matches an already mapped ring's geometry (zero fields
+ * are "any"). */
+int _shmring_layout_matches(const struct _shmring_layout *g, const struct shmring_params *expect);
 
 /* Checks a geometry and computes its layout. Returns 0, -EINVAL or -EOVERFLOW. */
 int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out);
@@ -86,7 +99,8 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 
 uint64_t _shmring_hdr_check(const struct _shmring_hdr *h);
 
-/* MPMC (ring/mpmc.c): adds parts 4..7 from offset off and returns the end; formats them. */
+/* MPMC (ring/mpmc.c): adds parts 4..7 from offset off and returns the end; formats them. Both
+ * kinds, SHMRING_MPMC and SHMRING_MPMC_RUNS. */
 uint64_t _shmring_mpmc_layout(struct _shmring_layout *l, uint64_t off);
 void _shmring_mpmc_format(void *mem, const struct _shmring_layout *l);
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../sync/sync.h"
@@ -40,9 +41,35 @@ static unsigned log2u(uint64_t x)
 	return (unsigned)(63 - __builtin_clzll(x));
 }
 
+/* A runs ring's parts: one header per slot, and the arena owner words. */
+enum {
+	_PART_HDR = 4,
+	_PART_ARENAS = 5,
+};
+
+static int runs(const struct shmring *r)
+{
+	return r->kind == SHMRING_MPMC_RUNS;
+}
+
+static int mpmc(const struct shmring *r)
+{
+	return r->kind == SHMRING_MPMC || r->kind == SHMRING_MPMC_RUNS;
+}
+
 uint64_t _shmring_mpmc_layout(struct _shmring_layout *l, uint64_t off)
 {
 	uint64_t q = CTL_SIZE + round_block(2 * l->capacity * 8);
+
+	if (l->kind == SHMRING_MPMC_RUNS) {
+		l->part[_PART_HDR] = (struct _shmring_part){off, l->capacity * 8};
+		off += round_block(l->capacity * 8);
+		l->part[_PART_ARENAS] = (struct _shmring_part){off, (uint64_t)l->producers * 8};
+		off += round_block((uint64_t)l->producers * 8);
+		l->part[_PART_RECS] = (struct _shmring_part){
+		    off, (uint64_t)SHMRING_MPMC_PARTICIPANTS * sizeof(struct _shmring_mpmc_rec)};
+		return off + l->part[_PART_RECS].size;
+	}
 
 	l->part[_PART_AQ] = (struct _shmring_part){off, q};
 	off += q;
@@ -60,6 +87,19 @@ uint64_t _shmring_mpmc_layout(struct _shmring_layout *l, uint64_t off)
 static void geometry(struct shmring *r, unsigned char *base, const struct _shmring_layout *g)
 {
 	unsigned k = log2u(g->capacity);
+
+	r->m.recs = (struct _shmring_mpmc_rec *)(base + g->part[_PART_RECS].off);
+	r->capacity = g->capacity;
+	if (g->kind == SHMRING_MPMC_RUNS) {
+		r->m.hdr = (_Atomic uint64_t *)(base + g->part[_PART_HDR].off);
+		r->m.arenas = (_Atomic uint64_t *)(base + g->part[_PART_ARENAS].off);
+		r->m.order = k;
+		r->m.producers = g->producers;
+		r->m.astride = g->capacity * g->elem_size;
+		r->m.arena = -1;
+		r->m.patience_ns = _SHMRING_MR_PATIENCE_NS;
+		return;
+	}
 
 	for (int q = 0; q < 2; q++) {
 		unsigned char *p = base + g->part[q == 0 ? _PART_AQ : _PART_FQ].off;
@@ -83,8 +123,16 @@ void _shmring_mpmc_format(void *mem, const struct _shmring_layout *l)
 	uint64_t n = l->capacity;
 
 	memset(&r, 0, sizeof(r));
+	r.kind = l->kind;
 	geometry(&r, mem, l);
 	memset(r.m.recs, 0, l->part[_PART_RECS].size);
+	if (runs(&r)) {
+		/* Every header of lap -1: older than any position's. */
+		memset((void *)r.m.arenas, 0, l->part[_PART_ARENAS].size);
+		for (uint64_t i = 0; i < n; i++)
+			atomic_init(&r.m.hdr[i], _SHMRING_MR_TAG_MASK << 13);
+		return;
+	}
 	memset((void *)r.m.seq, 0, l->part[_PART_SEQ].size);
 	for (int q = 0; q < 2; q++) {
 		for (uint64_t j = 0; j < 2 * n; j++)
@@ -294,8 +342,11 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 	int rc = hooked(r) ? 0 : _shmring_rec_open(r);
 	if (rc && rc != -ENOTSUP)
 		return rc;
-	for (int q = 0; q < 2; q++)
-		r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
+	if (runs(r))
+		r->m.seen_head = atomic_load_explicit(r->cons_pos, memory_order_relaxed);
+	else
+		for (int q = 0; q < 2; q++)
+			r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
 	/* A free record first; else an idle one whose owner died. A record given back by
 	 * retaken() may have been a locking handle's passing lock: look again, a few times. */
 	for (int pass = 0, gave_back = 0, rounds = 0; pass < 2 || (gave_back && ++rounds < 4);
@@ -334,6 +385,7 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 						      memory_order_relaxed);
 				r->m.owner = mine;
 				r->m.rec = rec;
+				r->m.rec_i = (uint32_t)i;
 				return 0;
 			}
 			if (locked)
@@ -355,6 +407,13 @@ void _shmring_mpmc_handle_fini(struct shmring *r)
 	/* A record left mid-operation (abandoned by the test hook) stays for recovery. */
 	if (!rec_idle(atomic_load_explicit(&rec->state, memory_order_relaxed)))
 		return;
+	if (runs(r) && r->m.arena >= 0) {
+		/* R8: pairs with A8 in _shmring_mr_join(): our last copy into the arena is done
+		 * before another producer takes it. */
+		uint64_t a = r->m.rec_i + 1;
+		atomic_compare_exchange_strong_explicit(&r->m.arenas[r->m.arena], &a, 0,
+							memory_order_release, memory_order_relaxed);
+	}
 	uint64_t o = r->m.owner;
 	/* R7: pairs with A7 in handle_init. */
 	atomic_compare_exchange_strong_explicit(&rec->owner, &o, 0, memory_order_release,
@@ -363,7 +422,7 @@ void _shmring_mpmc_handle_fini(struct shmring *r)
 
 int shmring_mpmc_set_hook(struct shmring *r, shmring_mpmc_hook_fn fn, void *arg)
 {
-	if (!r || r->kind != SHMRING_MPMC)
+	if (!r || !mpmc(r))
 		return -EINVAL;
 	r->m.hook = fn;
 	r->m.hook_arg = arg;
@@ -377,7 +436,7 @@ int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void 
 		alive_default_arg = arg;
 		return 0;
 	}
-	if (r->kind != SHMRING_MPMC)
+	if (!mpmc(r))
 		return -EINVAL;
 	r->m.alive = fn;
 	r->m.alive_arg = arg;
@@ -386,22 +445,32 @@ int shmring_mpmc_set_alive_fn(struct shmring *r, shmring_mpmc_alive_fn fn, void 
 
 int shmring_mpmc_set_owner(struct shmring *r, uint64_t owner)
 {
-	if (!r || r->kind != SHMRING_MPMC || !r->m.rec || owner == 0)
+	if (!r || !mpmc(r) || !r->m.rec || owner == 0)
 		return -EINVAL;
 	atomic_store_explicit(&r->m.rec->owner, owner, memory_order_release);
 	r->m.owner = owner;
 	return 0;
 }
 
+int shmring_mpmc_set_patience(struct shmring *r, uint64_t ns)
+{
+	if (!r || !runs(r) || ns > 1000000000u)
+		return -EINVAL;
+	r->m.patience_ns = ns ? ns : _SHMRING_MR_PATIENCE_NS;
+	return 0;
+}
+
 int64_t shmring_mpmc_size(struct shmring *r)
 {
-	if (!r || r->kind != SHMRING_MPMC)
+	if (!r || !mpmc(r))
 		return -EINVAL;
 	if (r->broken)
 		return -EPROTO;
 	struct _shmring_scq_ctl *c = r->m.ctl[_SHMRING_MP_AQ];
-	uint64_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
-	uint64_t t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+	_Atomic uint64_t *hp = runs(r) ? r->cons_pos : &c->head;
+	_Atomic uint64_t *tp = runs(r) ? r->prod_pos : &c->tail;
+	uint64_t h = atomic_load_explicit(hp, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(tp, memory_order_relaxed);
 	if (t <= h)
 		return 0;
 	return t - h > r->capacity ? (int64_t)r->capacity : (int64_t)(t - h);
@@ -799,11 +868,109 @@ static void close_gap(struct shmring *r, int q)
 	_shmring_mp_catchup(c, t, h);
 }
 
+/*
+ * A runs ring's dead participant, record i: skips the claim it had not committed (so consumers
+ * need not wait out their patience for it) and frees its arena. A dead process's late stores
+ * cannot come, so the arena is safe to hand on. Returns 0 or -EPROTO.
+ */
+static int finish_runs(struct shmring *r, int i, struct _shmring_mpmc_rec *rec)
+{
+	/* A5: pairs with R5 (_shmring_mp_state) in _shmring_mr_push: pos is the claim's. */
+	uint64_t st = atomic_load_explicit(&rec->state, memory_order_acquire);
+
+	if ((st & 0xff) == _SHMRING_MR_CLAIMING) {
+		uint64_t t = atomic_load_explicit(&rec->pos, memory_order_relaxed);
+		uint64_t n = (st >> 16) & 0xff;
+		if (n == 0 || n > SHMRING_MPMC_BULK_MAX || n > r->capacity)
+			return -EPROTO;
+		/* R2 (mpmc_runs.h): an undecided first position takes the whole claim. Else it
+		 * was announced (CLAIM: skip all of it), committed (nothing to do), skipped one
+		 * position at a time by consumers (the rest), or a lap ago (nothing). */
+		int rc = _shmring_mr_decide(r, t, _shmring_mr_enc(r, t, _SHMRING_MR_SKIP, n, 0),
+					    memory_order_release);
+		if (rc < 0)
+			return rc;
+		_Atomic uint64_t *hp = &r->m.hdr[t & r->mask];
+		uint64_t v = atomic_load_explicit(hp, memory_order_relaxed);
+		if (rc == 1 && _SHMRING_MR_ST(v) == _SHMRING_MR_CLAIM &&
+		    _shmring_mr_cmp(r, v, t) == 0)
+			atomic_compare_exchange_strong_explicit(
+			    hp, &v, _shmring_mr_enc(r, t, _SHMRING_MR_SKIP, _SHMRING_MR_LEN(v), 0),
+			    memory_order_release, memory_order_relaxed);
+		else if (rc == 1 && _SHMRING_MR_ST(v) == _SHMRING_MR_SKIP &&
+			 _SHMRING_MR_LEN(v) < n &&
+			 (rc = _shmring_mr_abandon(r, t, n, _SHMRING_MR_LEN(v))) < 0)
+			return rc;
+	}
+	for (uint32_t a = 0; a < r->m.producers; a++) {
+		uint64_t mine = (uint64_t)i + 1;
+		/* R8: pairs with A8 in _shmring_mr_join(). */
+		atomic_compare_exchange_strong_explicit(&r->m.arenas[a], &mine, 0,
+							memory_order_release, memory_order_relaxed);
+	}
+	_shmring_mp_state(rec, _SHMRING_MP_IDLE, 0, 0);
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int _shmring_mr_wait(struct shmring *r, _Atomic uint64_t *hp, uint64_t v, uint64_t h, uint64_t wait)
+{
+	uint64_t until = 0;
+
+	for (unsigned i = 0; atomic_load_explicit(hp, memory_order_relaxed) == v &&
+			     atomic_load_explicit(r->cons_pos, memory_order_relaxed) == h;
+	     i++) {
+		if (i % 64 == 0) { /* the clock every 64 spins */
+			uint64_t now = now_ns();
+			if (!until)
+				until = now + wait;
+			else if (now >= until)
+				return 1;
+		}
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+	}
+	return 0;
+}
+
+int _shmring_mr_join(struct shmring *r)
+{
+	if (!r->m.rec || getpid() != r->m.pid)
+		return -EINVAL; /* a fork child's copy of its parent's handle */
+	uint64_t mine = (uint64_t)r->m.rec_i + 1;
+	/* An arena our record already names: its last owner died, its record idle, and we took
+	 * that record over at attach. */
+	for (uint32_t a = 0; a < r->m.producers; a++)
+		if (atomic_load_explicit(&r->m.arenas[a], memory_order_acquire) == mine) {
+			r->m.arena = (int32_t)a;
+			return 0;
+		}
+	for (uint32_t a = 0; a < r->m.producers; a++) {
+		uint64_t free_ = 0;
+		/* A8: pairs with R8 of whoever freed it (close, recovery). */
+		if (atomic_compare_exchange_strong_explicit(&r->m.arenas[a], &free_, mine,
+							    memory_order_acquire,
+							    memory_order_relaxed)) {
+			r->m.arena = (int32_t)a;
+			return 0;
+		}
+	}
+	return -EUSERS;
+}
+
 int shmring_mpmc_recover(struct shmring *r)
 {
 	int done = 0, again = 0, err = 0;
 
-	if (!r || r->kind != SHMRING_MPMC)
+	if (!r || !mpmc(r))
 		return -EINVAL;
 	if (r->broken)
 		return -EPROTO;
@@ -835,7 +1002,7 @@ int shmring_mpmc_recover(struct shmring *r)
 			again = 1; /* a locking handle's, live or about to adopt it: look again */
 			continue;
 		}
-		int rc = finish(r, rec);
+		int rc = runs(r) ? finish_runs(r, i, rec) : finish(r, rec);
 		if (rc < 0 && rc != -EAGAIN) {
 			r->broken = 1; /* the record stays ours, and locked until we close */
 			return rc;
@@ -852,7 +1019,7 @@ int shmring_mpmc_recover(struct shmring *r)
 		}
 		done++;
 	}
-	if (done)
+	if (done && !runs(r))
 		for (int q = 0; q < 2; q++) {
 			close_gap(r, q);
 			/* An enqueuer that died between its entry CAS and its threshold reset left

@@ -27,19 +27,27 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	if (msg && (es != 1 || p->capacity < SHMRING_MSG_CAPACITY_MIN ||
 		    p->capacity > SHMRING_MSG_CAPACITY_MAX))
 		return -EINVAL;
-	if (p->kind != SHMRING_SPSC && p->kind != SHMRING_MPMC && !msg)
+	int runs = p->kind == SHMRING_MPMC_RUNS;
+	if (p->kind != SHMRING_SPSC && p->kind != SHMRING_MPMC && !runs && !msg)
 		return -EINVAL;
 	if (es == 0 || es > SHMRING_ELEM_MAX)
 		return -EINVAL;
 	if (!is_pow2(p->capacity) || p->capacity > SHMRING_CAPACITY_MAX)
 		return -EINVAL;
-	if (p->reserved_ != 0 || (p->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
+	if (_shmring_producers_bad(p, 0) ||
+	    (p->flags & ~(SHMRING_F_HINTS_MASK | SHMRING_F_SYNC_MASK)))
 		return -EINVAL;
 
-	/* 2^30 slots of 2^20 bytes is 2^50: fits in 64 bits, but not in a mapping. */
+	/* 2^30 slots of 2^20 bytes is 2^50: fits in 64 bits, but not in a mapping. A runs ring
+	 * has an arena of capacity slots for each producer. */
 	uint64_t data = p->capacity * es;
 	if (data > (1ull << 46))
 		return -EOVERFLOW;
+	if (runs) {
+		data *= p->producers;
+		if (data > (1ull << 46))
+			return -EOVERFLOW;
+	}
 
 	memset(out, 0, sizeof(*out));
 	out->kind = p->kind;
@@ -54,7 +62,8 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	off += _SHMRING_SYNC_SIZE;
 	out->part[_SHMRING_PART_DATA] = (struct _shmring_part){off, data};
 	off += round_block(data);
-	if (p->kind == SHMRING_MPMC)
+	out->producers = runs ? p->producers : 0;
+	if (p->kind == SHMRING_MPMC || runs)
 		off = _shmring_mpmc_layout(out, off); /* parts 4..7 (ring/mpmc.c) */
 	if (p->kind == SHMRING_MSG_MPSC) {
 		uint64_t n = (uint64_t)SHMRING_MSG_PRODUCERS * sizeof(struct _shmring_msg_rec);
@@ -63,6 +72,7 @@ int _shmring_layout(const struct shmring_params *p, struct _shmring_layout *out)
 	}
 	out->total_size = off;
 	out->hflags = (p->flags & SHMRING_F_SEMAPHORE) ? 1u /* _SHMRING_HF_SEM */ : 0;
+	out->hflags |= out->producers << 8;
 	/* Mappable, and its size a non-negative ssize_t (shmring_memsize()): on a 32-bit target
 	 * (found when the library was first run on i386: 2 to 4 GiB came back negative). */
 	if (out->total_size > (uint64_t)SSIZE_MAX)
@@ -104,8 +114,8 @@ void _shmring_format(void *mem, const struct _shmring_layout *l)
 	h->total_size = l->total_size;
 	memcpy(h->part, l->part, sizeof(h->part));
 	_shmring_sync_format(base + l->part[_SHMRING_PART_SYNC].off, l->hflags);
-	if (l->kind == SHMRING_MPMC)
-		_shmring_mpmc_format(mem, l); /* index queues and records (ring/mpmc.c) */
+	if (l->kind == SHMRING_MPMC || l->kind == SHMRING_MPMC_RUNS)
+		_shmring_mpmc_format(mem, l); /* queues or headers, records (ring/mpmc.c) */
 	h->check = _shmring_hdr_check(h);
 	/* R0: pairs with A0 in _shmring_validate(): every byte above is visible before READY. */
 	atomic_store_explicit(&h->state, _SHMRING_READY, memory_order_release);
@@ -119,6 +129,7 @@ int _shmring_expect_check(const struct shmring_params *expect)
 
 	/* Judged by the rules of a create, with its zero (any) fields made valid. */
 	want.elem_size = want.elem_size ? want.elem_size : 1;
+	want.producers = want.producers ? want.producers : expect->kind == SHMRING_MPMC_RUNS;
 	want.capacity = want.capacity ? want.capacity : msg ? SHMRING_MSG_CAPACITY_MIN : 1;
 	int rc = _shmring_layout(&want, &l);
 	return rc == -EINVAL ? rc : 0;
@@ -157,19 +168,41 @@ int _shmring_validate(const void *mem, size_t len, const struct shmring_params *
 		return -EPROTO;
 	if (expect->capacity && snap.capacity != expect->capacity)
 		return -EPROTO;
-	if (snap.flags & ~1u /* _SHMRING_HF_SEM, the only flag defined */)
+	/* _SHMRING_HF_SEM, and a runs ring's producers (checked by the layout below) */
+	if (snap.flags & ~0xff01u)
+		return -EPROTO;
+	if (expect->producers && _SHMRING_HF_PRODUCERS(snap.flags) != expect->producers)
 		return -EPROTO;
 
 	/* Recompute the layout from the geometry and demand the header says exactly that. */
-	want = (struct shmring_params){
-	    .kind = snap.kind, .elem_size = snap.elem_size, .capacity = snap.capacity};
+	want = (struct shmring_params){.kind = snap.kind,
+				       .elem_size = snap.elem_size,
+				       .capacity = snap.capacity,
+				       .producers = _SHMRING_HF_PRODUCERS(snap.flags),
+				       .flags = (snap.flags & 1u) ? SHMRING_F_SEMAPHORE : 0};
 	if (_shmring_layout(&want, &l) != 0)
 		return -EPROTO;
-	if (snap.total_size != l.total_size || memcmp(snap.part, l.part, sizeof(l.part)) != 0)
+	if (snap.total_size != l.total_size || memcmp(snap.part, l.part, sizeof(l.part)) != 0 ||
+	    l.hflags != snap.flags)
 		return -EPROTO;
 	if (l.total_size > len)
 		return -EPROTO;
 	l.hflags = snap.flags;
 	*out = l;
 	return 0;
+}
+
+int _shmring_producers_bad(const struct shmring_params *expect, int any_ok)
+{
+	if (expect->kind != SHMRING_MPMC_RUNS)
+		return expect->producers != 0;
+	return expect->producers > SHMRING_RUNS_PRODUCERS_MAX || (!any_ok && !expect->producers);
+}
+
+int _shmring_layout_matches(const struct _shmring_layout *g, const struct shmring_params *expect)
+{
+	return g->kind == expect->kind &&
+	       (!expect->elem_size || g->elem_size == expect->elem_size) &&
+	       (!expect->capacity || g->capacity == expect->capacity) &&
+	       (!expect->producers || g->producers == expect->producers);
 }

@@ -2,6 +2,8 @@
 # Compiles what a user's tree would on every target this host can compile for:
 #  - tests/header_check.c (every inline function of the public headers), as a tree that vendors
 #    include/shmring would: once with each public header included first, -Wcast-qual added;
+#  - each public header alone in strict ISO C11 (-std=c11 -pedantic, no feature macro), as a
+#    program that asks for no POSIX extension includes it;
 #  - the library's sources, except ring/registry.c on other targets (it includes liburcu, whose
 #    headers are installed for this host's architecture only);
 # at -O2 -Wall -Wextra -Werror. Targets: native (gcc, clang); on x86-64 hosts, 32-bit x86 (gcc
@@ -48,13 +50,18 @@ for t in "${targets[@]}"; do
 	fi
 	for cmd in "${cmds[@]}"; do
 		read -ra c <<<"$cmd"
-		for h in shmring handle spsc mpmc msg sync; do
+		for h in shmring handle spsc mpmc mpmc_runs msg sync; do
 			if ! "${c[@]}" "${flags[@]}" -Wcast-qual -include "shmring/$h.h" -c -o /dev/null \
 				tests/header_check.c; then
 				echo "headers.sh: $name, $cmd, shmring/$h.h first: FAILED" >&2
 				exit 1
 			fi
-			n=$((n + 1))
+			if ! echo "#include <shmring/$h.h>" | "${c[@]}" -std=c11 -pedantic -Wall \
+				-Wextra -Werror -Iinclude -x c -c -o /dev/null -; then
+				echo "headers.sh: $name, $cmd, shmring/$h.h in strict C11: FAILED" >&2
+				exit 1
+			fi
+			n=$((n + 2))
 		done
 		for f in "${srcs[@]}"; do
 			[[ $name != native && $f == ring/registry.c ]] && continue

@@ -20,9 +20,27 @@
 
 #include "sync.h"
 
+/*
+ * A runs ring (mpmc_runs.h): consumers try while tail is ahead of head, producers while there
+ * is room. A claim that a stopped or dead producer holds makes "ahead" true with nothing to
+ * take, but a pop waits a patience for it and then skips it, which moves head: a waiter pays
+ * that patience once per such claim, not a busy loop.
+ */
+static int ready_runs(struct shmring *r, int q)
+{
+	if (r->broken)
+		return -EPROTO;
+	/* Acquire: as ready_q(), only "try"; the retried call reads with its own A1/A2. */
+	uint64_t h = atomic_load_explicit(r->cons_pos, memory_order_acquire);
+	uint64_t t = atomic_load_explicit(r->prod_pos, memory_order_acquire);
+	return q == _SHMRING_MP_AQ ? (int64_t)(t - h) > 0 : t - h < r->capacity;
+}
+
 /* The queue a producer takes from (free indices) or a consumer takes from (filled ones). */
 static int ready_q(struct shmring *r, void *arg)
 {
+	if (r->kind == SHMRING_MPMC_RUNS)
+		return ready_runs(r, *(const int *)arg);
 	struct _shmring_scq_ctl *c = r->m.ctl[*(const int *)arg];
 
 	if (r->broken)
@@ -58,7 +76,7 @@ static int wait_q(struct shmring *r, int q, const struct timespec *deadline)
 
 static int bad(struct shmring *r)
 {
-	return !r || !r->sync || r->kind != SHMRING_MPMC;
+	return !r || !r->sync || (r->kind != SHMRING_MPMC && r->kind != SHMRING_MPMC_RUNS);
 }
 
 #define WAIT_LOOP(op, q)                                                                           \

@@ -3,7 +3,9 @@
  * Threaded MPMC stress, for TSan: 4 producer and 4 consumer threads, each with its own handle
  * (participant record), sequence-numbered payloads, moved one at a time, in bursts and in
  * all-or-none bulks. Checks no duplicate, no loss, and each
- * producer's order as each consumer sees it. Exits non-zero on failure.
+ * producer's order as each consumer sees it. Exits non-zero on failure. With the argument
+ * "runs", the same over an SHMRING_MPMC_RUNS ring (a consumer's speculative copies and the
+ * producers' arenas under TSan).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -21,6 +23,7 @@
 #endif
 
 static struct shmring *ring;
+static uint32_t kind = SHMRING_MPMC;
 static _Atomic uint64_t consumed;
 static unsigned char seen[NP][PER_PRODUCER];
 static _Atomic int failed;
@@ -34,7 +37,7 @@ static struct shmring *own_handle(void)
 {
 	size_t len;
 	void *base = shmring_base(ring, &len);
-	struct shmring_params e = {.kind = SHMRING_MPMC};
+	struct shmring_params e = {.kind = kind};
 	struct shmring *h = NULL;
 	if (shmring_attach(base, len, &e, &h) != 0)
 		abort();
@@ -112,9 +115,12 @@ static void *consumer(void *arg)
 	return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	struct shmring_params p = {.kind = SHMRING_MPMC, .elem_size = 16, .capacity = 64};
+	int runs = argc > 1 && strcmp(argv[1], "runs") == 0;
+	kind = runs ? SHMRING_MPMC_RUNS : SHMRING_MPMC;
+	struct shmring_params p = {
+	    .kind = kind, .elem_size = 16, .capacity = 64, .producers = runs ? NP : 0};
 	pthread_t t[NP + NC];
 	if (shmring_create_anon(&p, &ring) != 0)
 		return 1;
@@ -136,7 +142,7 @@ int main(void)
 				bad = 1;
 			}
 	shmring_close(ring);
-	printf("stress_mpmc: %s, %u elements through 4 producers and 4 consumers\n",
-	       bad ? "FAILED" : "ok", NP * PER_PRODUCER);
+	printf("stress_mpmc%s: %s, %u elements through 4 producers and 4 consumers\n",
+	       runs ? " runs" : "", bad ? "FAILED" : "ok", NP * PER_PRODUCER);
 	return bad;
 }

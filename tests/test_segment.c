@@ -84,7 +84,7 @@ Test(geometry, memsize_accepts_and_rejects)
 	p.kind = 0x7fff; /* no such kind */
 	cr_assert_eq(shmring_memsize(&p), -EINVAL);
 	p = tu_params(8, 4);
-	p.reserved_ = 1;
+	p.producers = 1;
 	cr_assert_eq(shmring_memsize(&p), -EINVAL);
 	p = tu_params(8, 4);
 	p.flags = 1u << 30;
@@ -157,7 +157,7 @@ Test(caller, attach_rejects)
 	cr_assert_eq(shmring_attach(m, _SHMRING_HDR_SIZE, &p, &r), -EPROTO);
 	cr_assert_eq(shmring_attach(m, (size_t)n - 1, &p, &r), -EPROTO);
 	struct shmring_params q = p;
-	q.reserved_ = 7;
+	q.producers = 7;
 	cr_assert_eq(shmring_attach(m, (size_t)n, &q, &r), -EINVAL);
 	q = p;
 	q.flags = 1u << 30;
@@ -557,7 +557,7 @@ Test(shm, create_rejects_and_leaves_nothing)
 	q.kind = 0x7fff;
 	cr_assert_eq(shmring_create(name, &q, &r), -EINVAL);
 	q = p;
-	q.reserved_ = 1;
+	q.producers = 1;
 	cr_assert_eq(shmring_create(name, &q, &r), -EINVAL);
 	q = p;
 	q.flags = 1u << 30;
@@ -624,7 +624,7 @@ Test(shm, create_open_unlink)
 	struct shmring_params q = p;
 	cr_assert_eq(shmring_open(name, NULL, &b), -EINVAL);
 	cr_assert_eq(shmring_open(name, &p, NULL), -EINVAL);
-	q.reserved_ = 3;
+	q.producers = 3;
 	cr_assert_eq(shmring_open(name, &q, &b), -EINVAL);
 	q = p;
 	q.flags = 1u << 30;

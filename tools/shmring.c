@@ -28,6 +28,8 @@ static const char *kind_name(uint32_t k)
 		return "msg";
 	case 4:
 		return "msg-mpsc";
+	case 5:
+		return "mpmc-runs";
 	default:
 		return "?";
 	}
@@ -97,7 +99,7 @@ static int describe(const char *label, const void *m, size_t len, int verbose)
 	uint64_t t = atomic_load((_Atomic uint64_t *)(b + l.part[_SHMRING_PART_PROD].off));
 	uint64_t c = atomic_load((_Atomic uint64_t *)(b + l.part[_SHMRING_PART_CONS].off));
 	if (!verbose) {
-		printf("%-40s %-8s elem %7u B  capacity %10llu  used %10llu  %10zu bytes\n", label,
+		printf("%-40s %-9s elem %7u B  capacity %10llu  used %10llu  %10zu bytes\n", label,
 		       kind_name(l.kind), l.elem_size, (unsigned long long)l.capacity,
 		       (unsigned long long)(t - c), len);
 		return 0;

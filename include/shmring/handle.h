@@ -94,6 +94,16 @@ struct shmring {
 		int (*alive)(uint64_t, void *);
 		void *alive_arg;
 		pid_t pid; /* the process that made this handle */
+		/* SHMRING_MPMC_RUNS (mpmc.h): the rest of the geometry, and our producer state */
+		_Atomic uint64_t *hdr;	  /* one header per slot */
+		_Atomic uint64_t *arenas; /* arena owner words: record index + 1, or 0 */
+		uint64_t astride;	  /* bytes of one arena: capacity * elem_size */
+		uint64_t seen_head;	  /* our last read of head (room is judged from it) */
+		uint64_t patience_ns;	  /* how long a claim is waited for before it is skipped */
+		uint32_t order;		  /* log2(capacity) */
+		uint32_t producers;	  /* arenas */
+		int32_t arena;		  /* our arena, or -1 before our first push */
+		uint32_t rec_i;		  /* index of our record */
 	} m;
 };
 

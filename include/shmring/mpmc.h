@@ -52,6 +52,32 @@
  * its own handle (shmring_open for a named ring, or shmring_attach on shmring_base()), never use
  * its parent's (closing it is fine: a child's close leaves the parent's record alone).
  */
+/*
+ * SHMRING_MPMC_RUNS, the second MPMC kind, takes the same calls (shmring_mpmc_*, the blocking
+ * ones of shmring/sync.h too) and hands bursts over as runs: one CAS on tail and one on the
+ * claim's header for a producer's whole burst, one CAS on head for a consumer's (see
+ * shmring/mpmc_runs.h and docs/mpmc-runs.md). The differences from SHMRING_MPMC:
+ *  - Memory: shmring_params.producers (1..64) arenas of capacity * elem_size bytes each, one
+ *    per producer handle; no index queues. A handle takes an arena at its first push (a few
+ *    atomic operations) and gives it back at close; a push with every arena taken says -EUSERS.
+ *  - Progress: nothing any process holds blocks another for long. A consumer holds nothing; a
+ *    claim that its producer does not commit (preempted, stopped, dead) is skipped once it has
+ *    waited the patience (shmring_mpmc_set_patience, 50 us by default; an unannounced claim,
+ *    one stopped in the few instructions between its tail CAS and its announcement, costs a
+ *    patience per position). The producer's commit then fails and it claims again: nothing is
+ *    lost, and the elements keep their order. It is lock-free given a clock, not in the strict
+ *    sense SCQ is: a producer that is always slower than the patience would never get through.
+ *  - Death: a producer that dies loses the elements of the push it was in (push had not
+ *    returned); shmring_mpmc_recover() skips its claim at once (else the patience does) and frees
+ *    its arena. A consumer that dies after its head CAS loses what it took; before it, nothing.
+ *    Recovery is not needed for capacity.
+ *  - Returns as for SHMRING_MPMC, plus -EUSERS from a push (no free arena). A pop may wait up to
+ *    its patience (never more per call than the patience times one claim's positions) for a
+ *    claim in flight before it skips it: a bounded wait, with no system call but the clock's. Any
+ * call may say -EAGAIN after 4096 lost races in a row (others kept winning: call again).
+ *  - Bulk pops wait out a stopped claim behind what they have (after the patience, skip it);
+ *    bursts return what they have.
+ */
 /* Any of the headers may be included first: shmring.h declares the common API and then
  * includes the others in dependency order, this one among them. */
 #include <shmring/shmring.h>
@@ -130,13 +156,17 @@ enum shmring_mpmc_hook_point {
 	SHMRING_MPMC_HOOK_FILLED =
 	    5,			    /* producer: data written, not published (the parking point) */
 	SHMRING_MPMC_HOOK_READ = 6, /* consumer: data read, index not given back */
-	SHMRING_MPMC_HOOK_ENQ_FAA = 7,	  /* record says ENQ_FAA */
-	SHMRING_MPMC_HOOK_ENQ_POS = 8,	  /* tail taken, not recorded */
-	SHMRING_MPMC_HOOK_ENQ_CAS = 9,	  /* recorded, entry not written */
-	SHMRING_MPMC_HOOK_ENQ_DONE = 10,  /* entry written, record not idle */
-	SHMRING_MPMC_HOOK_BULK_EMPTY = 11 /* bulk take: head moved over the run (record says
-					   * DEQ_BULK), entries before this one emptied, this one
-					   * not: once per element */
+	SHMRING_MPMC_HOOK_ENQ_FAA = 7,	   /* record says ENQ_FAA */
+	SHMRING_MPMC_HOOK_ENQ_POS = 8,	   /* tail taken, not recorded */
+	SHMRING_MPMC_HOOK_ENQ_CAS = 9,	   /* recorded, entry not written */
+	SHMRING_MPMC_HOOK_ENQ_DONE = 10,   /* entry written, record not idle */
+	SHMRING_MPMC_HOOK_BULK_EMPTY = 11, /* bulk take: head moved over the run (record says
+					    * DEQ_BULK), entries before this one emptied, this one
+					    * not: once per element */
+	/* SHMRING_MPMC_RUNS rings: FILLED (elements copied into the arena, claim not committed)
+	 * and READ (run copied out, head not moved) as above, and: */
+	SHMRING_MPMC_HOOK_RUN_CLAIMED = 12 /* producer: tail moved over the claim, the record
+					    * says so, claim not announced */
 };
 
 /*
@@ -214,6 +244,17 @@ int shmring_mpmc_recover(struct shmring *r);
 
 /* Approximate number of elements in the ring (exact when quiescent), or -EPROTO. Any role. */
 int64_t shmring_mpmc_size(struct shmring *r);
+
+/*
+ * SHMRING_MPMC_RUNS rings only: how long a pop waits for a claimed, uncommitted run before it
+ * skips it (the producer is preempted, stopped or dead), in ns of CLOCK_MONOTONIC; the wait
+ * for an announced claim adds a nanosecond per byte it copies. 0 restores the default, 50 us.
+ * Shorter makes pops behind a stopped producer return sooner, and skips live producers that
+ * are merely slow more often (their push claims again, so nothing is lost, but a producer that
+ * is always slower than the patience never gets through). At most 1 s. Per handle; returns 0
+ * or -EINVAL (another kind, or more than 1 s). Any role.
+ */
+int shmring_mpmc_set_patience(struct shmring *r, uint64_t ns);
 
 /* ---- internals of the hot path ---------------------------------------------------------- */
 
@@ -765,6 +806,8 @@ static inline void _shmring_mp_wake(struct shmring *r, _Atomic uint32_t *waiters
 		_shmring_wake(r, waiters);
 }
 
+#include <shmring/mpmc_runs.h>
+
 /* ---- the API ---------------------------------------------------------------------------- */
 
 /*
@@ -773,6 +816,10 @@ static inline void _shmring_mp_wake(struct shmring *r, _Atomic uint32_t *waiters
  */
 static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
 {
+	if (r->kind == SHMRING_MPMC_RUNS) {
+		int rc = _shmring_mr_push(r, (const unsigned char *)elem, 1, 1);
+		return rc == 1 ? 0 : rc;
+	}
 	_SHMRING_KIND_CHECK(r, SHMRING_MPMC);
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 	uint64_t idx, s;
@@ -791,6 +838,10 @@ static inline int shmring_mpmc_push(struct shmring *r, const void *elem)
 /* Consumer. Copies one element out. Returns 0, -EAGAIN (empty), -EPROTO. Non-blocking. */
 static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 {
+	if (r->kind == SHMRING_MPMC_RUNS) {
+		int rc = _shmring_mr_pop(r, (unsigned char *)elem, 1, 1);
+		return rc == 1 ? 0 : rc;
+	}
 	_SHMRING_KIND_CHECK(r, SHMRING_MPMC);
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 	uint64_t idx, s;
@@ -813,6 +864,9 @@ static inline int shmring_mpmc_pop(struct shmring *r, void *elem)
 static inline int _shmring_mpmc_move_n(struct shmring *r, unsigned char *buf, unsigned n, int up_to,
 				       int push)
 {
+	if (r->kind == SHMRING_MPMC_RUNS)
+		return push ? _shmring_mr_push(r, buf, n, !up_to)
+			    : _shmring_mr_pop(r, buf, n, !up_to);
 	_SHMRING_KIND_CHECK(r, SHMRING_MPMC);
 	struct _shmring_mpmc_rec *rec = r->m.rec;
 	int from = push ? _SHMRING_MP_FQ : _SHMRING_MP_AQ, to = !from;

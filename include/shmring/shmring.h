@@ -30,11 +30,16 @@
 
 /* Ring kinds, recorded in the segment header. */
 enum shmring_kind {
-	SHMRING_SPSC = 1,     /* one producer, one consumer, fixed-size elements */
-	SHMRING_MPMC = 2,     /* many producers, many consumers, fixed-size elements (mpmc.h) */
-	SHMRING_MSG = 3,      /* one producer, one consumer, variable-length messages (msg.h) */
-	SHMRING_MSG_MPSC = 4, /* many producers, one consumer, variable-length messages */
+	SHMRING_SPSC = 1,      /* one producer, one consumer, fixed-size elements */
+	SHMRING_MPMC = 2,      /* many producers, many consumers, fixed-size elements (mpmc.h) */
+	SHMRING_MSG = 3,       /* one producer, one consumer, variable-length messages (msg.h) */
+	SHMRING_MSG_MPSC = 4,  /* many producers, one consumer, variable-length messages */
+	SHMRING_MPMC_RUNS = 5, /* MPMC that hands bursts over as runs: faster bursts, an arena of
+				* capacity * elem_size bytes per producer (mpmc.h) */
 };
+
+/* Most producers an SHMRING_MPMC_RUNS ring can have (shmring_params.producers). */
+#define SHMRING_RUNS_PRODUCERS_MAX 64u
 
 /* Largest element size a ring accepts, and the largest capacity. */
 #define SHMRING_ELEM_MAX     (1u << 20)
@@ -94,7 +99,9 @@ struct shmring_params {
 	uint32_t mode;	/* permission bits of a created object, set exactly (not cut by the umask);
 			 * 0 means 0600 */
 	uint32_t open_timeout_ms; /* how long open waits for the creator to publish; 0 = 1000 */
-	uint32_t reserved_;	  /* must be zero */
+	uint32_t producers;	  /* SHMRING_MPMC_RUNS: producer handles that may push at one time,
+				   * 1..SHMRING_RUNS_PRODUCERS_MAX (each has an arena of its own);
+				   * 0 = any (open only). Zero for every other kind */
 };
 
 struct shmring;
