@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz_attach: the input is a whole segment, as a hostile or broken peer could have left it.
- * The kind the caller expects is the one the input's header names, if it is MPMC or a message
- * ring, and SPSC otherwise, so that every kind's validation and operations meet any bytes.
+ * The kind the caller expects is the one the input's header names, if it is MPMC (either kind)
+ * or a message ring, and SPSC otherwise, so that every kind's validation and operations meet any
+ * bytes.
  *
  * shmring_attach() must either refuse it with a negative errno or return a handle whose every
  * operation stays inside the input (ASan sees the exact input size) and ends. The bytes after
@@ -130,7 +131,8 @@ static void one_op(struct shmring *r, uint8_t op, unsigned char *scratch)
 		__builtin_trap();
 }
 
-/* One MPMC operation: the ring may be anything that passed attach. */
+/* One MPMC operation (either kind): the ring may be anything that passed attach. A runs ring
+ * says -EUSERS to a push when every producer arena reads taken. */
 static void one_mpmc_op(struct shmring *r, uint8_t op, unsigned char *scratch)
 {
 	unsigned n = (op >> 3) % (SCRATCH_ELEMS + 1);
@@ -165,7 +167,7 @@ static void one_mpmc_op(struct shmring *r, uint8_t op, unsigned char *scratch)
 		return;
 	}
 	}
-	if (rc < 0 && rc != -EAGAIN && rc != -EPROTO && rc != -EINVAL)
+	if (rc < 0 && rc != -EAGAIN && rc != -EPROTO && rc != -EINVAL && rc != -EUSERS)
 		__builtin_trap();
 }
 
@@ -232,7 +234,8 @@ static void try_attach(unsigned char *mem, size_t len)
 
 	if (len >= _SHMRING_HDR_SIZE) {
 		uint32_t k = ((const struct _shmring_hdr *)mem)->kind;
-		if (k == SHMRING_MPMC || k == SHMRING_MSG || k == SHMRING_MSG_MPSC)
+		if (k == SHMRING_MPMC || k == SHMRING_MPMC_RUNS || k == SHMRING_MSG ||
+		    k == SHMRING_MSG_MPSC)
 			expect.kind = k;
 	}
 	struct shmring *r = NULL, *r2 = NULL;
@@ -256,8 +259,10 @@ static void try_attach(unsigned char *mem, size_t len)
 	lo = mem;
 	hi = mem + len;
 
+	/* A runs ring's producers: the header's, as attach validated them (and copied them). */
+	uint32_t np = expect.kind == SHMRING_MPMC_RUNS ? r->m.producers : 0;
 	size_t total = (size_t)shmring_memsize(&(struct shmring_params){
-	    .kind = expect.kind, .elem_size = msg ? 0 : es, .capacity = cap});
+	    .kind = expect.kind, .elem_size = msg ? 0 : es, .capacity = cap, .producers = np});
 	if (total > len)
 		__builtin_trap();
 	const uint8_t *script = default_script;
@@ -276,7 +281,7 @@ static void try_attach(unsigned char *mem, size_t len)
 	if (nscript > 256)
 		nscript = 256;
 	for (size_t i = 0; i < nscript; i++) {
-		if (expect.kind == SHMRING_MPMC) {
+		if (expect.kind == SHMRING_MPMC || expect.kind == SHMRING_MPMC_RUNS) {
 			one_mpmc_op(r, ops[i], scratch);
 			continue;
 		}
