@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shmring/shmring.h>
 
@@ -53,7 +54,7 @@ static void *producer(void *arg)
 	struct shmring *h = own_handle();
 	uint32_t id = (uint32_t)(uintptr_t)arg;
 	struct payload p[B];
-	for (uint64_t c = 0; c < PER_PRODUCER;) {
+	for (uint64_t c = 0; c < PER_PRODUCER && !atomic_load(&failed);) {
 		unsigned n = id % 3 == 0 ? 1 : B;
 		if (n > PER_PRODUCER - c)
 			n = (unsigned)(PER_PRODUCER - c);
@@ -83,7 +84,15 @@ static void *consumer(void *arg)
 	uint64_t last[NP];
 	struct payload p[B];
 	memset(last, 0xff, sizeof(last));
+	/* A lost element would leave the consumers waiting for it for ever: 60 s without one
+	 * (the whole run takes well under a second, several under TSan) is a failure. */
+	time_t stuck = time(NULL) + 60;
 	while (atomic_load(&consumed) < (uint64_t)NP * PER_PRODUCER && !atomic_load(&failed)) {
+		if (time(NULL) > stuck) {
+			fprintf(stderr, "stress_mpmc: no element for 60 s: lost\n");
+			atomic_store(&failed, 1);
+			break;
+		}
 		int rc = id % 3 == 0   ? (shmring_mpmc_pop(h, p) == 0 ? 1 : -EAGAIN)
 			 : id % 3 == 1 ? shmring_mpmc_pop_burst(h, p, B)
 				       : shmring_mpmc_pop_bulk(h, p, 2);
@@ -91,6 +100,7 @@ static void *consumer(void *arg)
 			sched_yield();
 			continue;
 		}
+		stuck = time(NULL) + 60;
 		if (rc <= 0 || (id % 3 == 2 && rc != 2)) {
 			fprintf(stderr, "stress_mpmc: pop rc %d\n", rc);
 			atomic_store(&failed, 1);
