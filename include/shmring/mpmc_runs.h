@@ -394,10 +394,9 @@ static inline int _shmring_mr_pop(struct shmring *r, unsigned char *out, unsigne
 		 * writes these slots for their next lap) and with A3 of the next consumer. */
 		if (atomic_compare_exchange_strong_explicit(head, &h, p, memory_order_release,
 							    memory_order_relaxed)) {
-			if (!got)
-				return -EAGAIN; /* passed skipped claims only */
+			/* Room for producers either way (a skipped claim's positions too). */
 			_shmring_mp_wake(r, r->wake_space);
-			return (int)got;
+			return got ? (int)got : -EAGAIN; /* none: passed skipped claims only */
 		}
 	}
 	return -EAGAIN;
