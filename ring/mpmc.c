@@ -342,8 +342,8 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 	int rc = hooked(r) ? 0 : _shmring_rec_open(r);
 	if (rc && rc != -ENOTSUP)
 		return rc;
-	if (runs(r))
-		r->m.seen_head = atomic_load_explicit(r->cons_pos, memory_order_relaxed);
+	if (runs(r)) /* A1 (mpmc_runs.h), for a first push that judges room from it */
+		r->m.seen_head = atomic_load_explicit(r->cons_pos, memory_order_acquire);
 	else
 		for (int q = 0; q < 2; q++)
 			r->m.lo[q] = atomic_load_explicit(&r->m.ctl[q]->head, memory_order_relaxed);
@@ -395,6 +395,18 @@ int _shmring_mpmc_handle_init(struct shmring *r, unsigned char *base,
 	return -EUSERS;
 }
 
+/* Frees every arena that names record i (a runs ring). */
+static void free_arenas(struct shmring *r, uint32_t i)
+{
+	for (uint32_t a = 0; a < r->m.producers; a++) {
+		uint64_t mine = (uint64_t)i + 1;
+		/* R8: pairs with A8 in _shmring_mr_join(): the last copy into the arena is done
+		 * before another producer takes it. */
+		atomic_compare_exchange_strong_explicit(&r->m.arenas[a], &mine, 0,
+							memory_order_release, memory_order_relaxed);
+	}
+}
+
 void _shmring_mpmc_handle_fini(struct shmring *r)
 {
 	struct _shmring_mpmc_rec *rec = r->m.rec;
@@ -407,13 +419,8 @@ void _shmring_mpmc_handle_fini(struct shmring *r)
 	/* A record left mid-operation (abandoned by the test hook) stays for recovery. */
 	if (!rec_idle(atomic_load_explicit(&rec->state, memory_order_relaxed)))
 		return;
-	if (runs(r) && r->m.arena >= 0) {
-		/* R8: pairs with A8 in _shmring_mr_join(): our last copy into the arena is done
-		 * before another producer takes it. */
-		uint64_t a = r->m.rec_i + 1;
-		atomic_compare_exchange_strong_explicit(&r->m.arenas[r->m.arena], &a, 0,
-							memory_order_release, memory_order_relaxed);
-	}
+	if (runs(r))
+		free_arenas(r, r->m.rec_i); /* ours, and any our record inherited unused */
 	uint64_t o = r->m.owner;
 	/* R7: pairs with A7 in handle_init. */
 	atomic_compare_exchange_strong_explicit(&rec->owner, &o, 0, memory_order_release,
@@ -902,12 +909,7 @@ static int finish_runs(struct shmring *r, int i, struct _shmring_mpmc_rec *rec)
 			 (rc = _shmring_mr_abandon(r, t, n, _SHMRING_MR_LEN(v))) < 0)
 			return rc;
 	}
-	for (uint32_t a = 0; a < r->m.producers; a++) {
-		uint64_t mine = (uint64_t)i + 1;
-		/* R8: pairs with A8 in _shmring_mr_join(). */
-		atomic_compare_exchange_strong_explicit(&r->m.arenas[a], &mine, 0,
-							memory_order_release, memory_order_relaxed);
-	}
+	free_arenas(r, (uint32_t)i);
 	_shmring_mp_state(rec, _SHMRING_MP_IDLE, 0, 0);
 	return 0;
 }
@@ -953,15 +955,21 @@ int _shmring_mr_join(struct shmring *r)
 			r->m.arena = (int32_t)a;
 			return 0;
 		}
-	for (uint32_t a = 0; a < r->m.producers; a++) {
-		uint64_t free_ = 0;
-		/* A8: pairs with R8 of whoever freed it (close, recovery). */
-		if (atomic_compare_exchange_strong_explicit(&r->m.arenas[a], &free_, mine,
-							    memory_order_acquire,
-							    memory_order_relaxed)) {
-			r->m.arena = (int32_t)a;
-			return 0;
+	/* Every arena taken: a dead producer may hold one until recovery frees it (as attach
+	 * looks for dead owners' records when none is free). */
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t a = 0; a < r->m.producers; a++) {
+			uint64_t free_ = 0;
+			/* A8: pairs with R8 of whoever freed it (close, recovery). */
+			if (atomic_compare_exchange_strong_explicit(&r->m.arenas[a], &free_, mine,
+								    memory_order_acquire,
+								    memory_order_relaxed)) {
+				r->m.arena = (int32_t)a;
+				return 0;
+			}
 		}
+		if (pass == 0 && shmring_mpmc_recover(r) <= 0)
+			break;
 	}
 	return -EUSERS;
 }

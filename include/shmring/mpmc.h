@@ -71,10 +71,15 @@
  *    returned); shmring_mpmc_recover() skips its claim at once (else the patience does) and frees
  *    its arena. A consumer that dies after its head CAS loses what it took; before it, nothing.
  *    Recovery is not needed for capacity.
- *  - Returns as for SHMRING_MPMC, plus -EUSERS from a push (no free arena). A pop may wait up to
- *    its patience (never more per call than the patience times one claim's positions) for a
- *    claim in flight before it skips it: a bounded wait, with no system call but the clock's. Any
- * call may say -EAGAIN after 4096 lost races in a row (others kept winning: call again).
+ *  - Returns as for SHMRING_MPMC, plus -EUSERS from a push (no free arena, even after the
+ *    recovery that the first push of a handle runs when it finds none: system calls then). A
+ *    pop waits a patience for each claim in flight it meets (a patience per position of one
+ *    stopped before its announcement), then skips it: bounded by the positions it walks, with
+ *    no system call but the clock's. Any call may say -EAGAIN after 4096 lost races in a row
+ *    (others kept winning: call again).
+ *  - Liveness: as for SHMRING_MPMC (see shmring_mpmc_recover), but a live producer misjudged
+ *    dead (across pid namespaces, with handles not opened by name) costs more here: its arena
+ *    goes to another producer while it still writes there, and elements can arrive corrupt.
  *  - Bulk pops wait out a stopped claim behind what they have (after the patience, skip it);
  *    bursts return what they have.
  */

@@ -107,7 +107,9 @@ static inline int _shmring_mr_decide(struct shmring *r, uint64_t p, uint64_t wan
 		int c = _shmring_mr_cmp(r, v, p);
 		if (c >= 0)
 			return c == 0 ? 1 : 2;
-		if (atomic_compare_exchange_weak_explicit(h, &v, want, mo, memory_order_relaxed))
+		/* Strong: a spurious failure (neighbours' CASes share the line) must not count
+		 * towards the bound. */
+		if (atomic_compare_exchange_strong_explicit(h, &v, want, mo, memory_order_relaxed))
 			return 0;
 	}
 	return -EPROTO;
@@ -164,8 +166,10 @@ static inline int _shmring_mr_abandon(struct shmring *r, uint64_t t, uint64_t n,
 					    memory_order_release);
 		if (rc < 0)
 			return rc;
-		if (rc != 1)
-			break;
+		if (rc == 0)
+			break; /* ours now, and the rest with it */
+		/* 1: a consumer skipped it alone; 2: and the ring has lapped it: the next
+		 * positions may still be undecided either way. */
 	}
 	return 0;
 }
@@ -203,7 +207,10 @@ static inline int _shmring_mr_push(struct shmring *r, const unsigned char *src, 
 			/* A1: pairs with R4 in _shmring_mr_pop: the consumers' copies out of the
 			 * slots this claim reuses are done before we write them. */
 			h = atomic_load_explicit(head, memory_order_acquire);
-			t = atomic_load_explicit(tail, memory_order_relaxed);
+			/* A4: pairs with R6 of the producer whose claim put tail here: the head
+			 * it judged room from happens before the second head load below, which
+			 * therefore sees at least that much. */
+			t = atomic_load_explicit(tail, memory_order_acquire);
 			if (t - h > cap) {
 				/* Both moved between the loads (a stale head: read again), unless
 				 * head did not: then tail is past head + capacity, which no
@@ -217,8 +224,9 @@ static inline int _shmring_mr_push(struct shmring *r, const unsigned char *src, 
 		uint64_t room = cap - (t - h), n = room < k ? (bulk ? 0 : room) : k;
 		if (n == 0)
 			return -EAGAIN;
-		/* Relaxed: the claim publishes nothing; the commit below does (R1). */
-		if (!atomic_compare_exchange_strong_explicit(tail, &t, t + n, memory_order_relaxed,
+		/* R6: pairs with A4 above in other producers (the room this claim was judged
+		 * from is seen with it); the elements are published by the commit (R1). */
+		if (!atomic_compare_exchange_strong_explicit(tail, &t, t + n, memory_order_release,
 							     memory_order_relaxed))
 			continue;
 		/* For recovery, should we die before the commit (R5 in _shmring_mp_state). */
@@ -227,12 +235,14 @@ static inline int _shmring_mr_push(struct shmring *r, const unsigned char *src, 
 		_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_RUN_CLAIMED, 0);
 		/* A claim of several positions is announced before the copy, so that a consumer
 		 * that finds it stopped skips all of it at once (one patience, not one for each
-		 * position). Relaxed: nothing is published with it; a consumer that skips the claim
-		 * reads only its length. */
+		 * position). R7: pairs with A2 of a consumer that skips the claim: our tail CAS
+		 * happens before its head CAS past the claim, so no one who sees that head sees
+		 * an older tail (a skip of an unannounced position is covered by the skipper's
+		 * own read of tail). */
 		uint64_t claim = _shmring_mr_enc(r, t, _SHMRING_MR_CLAIM, n, me);
 		int announced = n > 1, rc = 0;
 		if (announced)
-			rc = _shmring_mr_decide(r, t, claim, memory_order_relaxed);
+			rc = _shmring_mr_decide(r, t, claim, memory_order_release);
 		if (rc == 0) {
 			_shmring_mr_copy(r, me, t, (unsigned char *)(uintptr_t)src, n, 1);
 			_SHMRING_MP_HOOK(r, SHMRING_MPMC_HOOK_FILLED, 0);
@@ -317,11 +327,16 @@ static inline int _shmring_mr_pop(struct shmring *r, unsigned char *out, unsigne
 				break;
 			}
 			_Atomic uint64_t *hp = &r->m.hdr[p & r->mask];
-			/* A2: pairs with R1 (a producer's commit), R2 (a skip) and R3 (a posted
-			 * rest): the elements copied below are the run's. */
+			/* A2: pairs with R1 (a producer's commit), R2 (a skip), R3 (a posted
+			 * rest) and R7 (an announcement): the elements copied below are the
+			 * run's. */
 			uint64_t v = atomic_load_explicit(hp, memory_order_acquire);
 			int c = _shmring_mr_cmp(r, v, p);
 			if (c > 0) {
+				/* A newer lap at p: head has moved past p (the claim of p + N
+				 * needed that), or the header is corrupt. */
+				if (atomic_load_explicit(head, memory_order_relaxed) == h)
+					return _shmring_mp_break(r);
 				stale = 1;
 				break;
 			}
