@@ -478,7 +478,7 @@ int64_t shmring_mpmc_size(struct shmring *r)
 	_Atomic uint64_t *tp = runs(r) ? r->prod_pos : &c->tail;
 	uint64_t h = atomic_load_explicit(hp, memory_order_relaxed);
 	uint64_t t = atomic_load_explicit(tp, memory_order_relaxed);
-	if (t <= h)
+	if ((int64_t)(t - h) <= 0) /* also where tail has wrapped past 2^64 and head not */
 		return 0;
 	return t - h > r->capacity ? (int64_t)r->capacity : (int64_t)(t - h);
 }
@@ -971,7 +971,9 @@ int _shmring_mr_join(struct shmring *r)
 		if (pass == 0 && shmring_mpmc_recover(r) <= 0)
 			break;
 	}
-	return -EUSERS;
+	/* A recovery that found a corrupt record broke the handle: say so (found by
+	 * fuzz_mpmc_runs: -EUSERS from a broken handle). */
+	return r->broken ? -EPROTO : -EUSERS;
 }
 
 int shmring_mpmc_recover(struct shmring *r)

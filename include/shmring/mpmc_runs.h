@@ -284,12 +284,14 @@ static inline int _shmring_mr_refresh(struct shmring *r, uint64_t p, uint64_t ta
 	if (((p >> r->m.order) & _SHMRING_MR_REFRESH) != 0 &&
 	    (((p + take - 1) >> r->m.order) & _SHMRING_MR_REFRESH) != 0)
 		return 0;
-	for (uint64_t x = p + 1; x < p + take; x++)
+	for (uint64_t i = 1; i < take; i++) { /* by offset: a run may cross 2^64 */
+		uint64_t x = p + i;
 		/* R3: as a posted rest (R3 in _shmring_mr_pop). */
 		if (((x >> r->m.order) & _SHMRING_MR_REFRESH) == 0 &&
-		    _shmring_mr_decide(r, x, _shmring_mr_enc(r, x, st, len - (x - p), a),
+		    _shmring_mr_decide(r, x, _shmring_mr_enc(r, x, st, len - i, a),
 				       memory_order_release) < 0)
 			return -EPROTO;
+	}
 	return 0;
 }
 
