@@ -26,6 +26,8 @@
 
 #include <shmring/shmring.h>
 
+#include "fuzz_die_hook.h"
+
 #define MAXPART	 5
 #define MAXOWN	 512
 #define OWNER(i) (0x5000ull + (uint64_t)(i))
@@ -42,19 +44,6 @@ static int alive_fn(uint64_t owner, void *arg)
 	if (i >= MAXOWN)
 		return 1; /* a real process: the harness itself, alive */
 	return !dead_owner[i];
-}
-
-static int countdown, died_point;
-static int die_hook(struct shmring *r, int point, int queue, void *arg)
-{
-	(void)r;
-	(void)queue;
-	(void)arg;
-	if (--countdown == 0) {
-		died_point = point;
-		return 1;
-	}
-	return 0;
 }
 
 struct model {

@@ -63,6 +63,8 @@
 
 #include <shmring/shmring.h>
 
+#include "fuzz_die_hook.h"
+
 #include "fuzz_input.h"
 
 #define MAXPART	    5
@@ -92,19 +94,6 @@ static int alive_fn(uint64_t owner, void *arg)
 	if (i >= MAXOWN)
 		return 1; /* the harness itself (the creating handle), or a crowd record's */
 	return !dead_owner[i];
-}
-
-static int countdown, died_point;
-static int die_hook(struct shmring *r, int point, int queue, void *arg)
-{
-	(void)r;
-	(void)queue;
-	(void)arg;
-	if (--countdown == 0) {
-		died_point = point;
-		return 1;
-	}
-	return 0;
 }
 
 /* The ring's positions from head on: what each holds. PARK: the claim of the participant parked
@@ -188,6 +177,17 @@ static unsigned arenas_held(void)
 	return k;
 }
 
+/* The model's own reading of a request of *n elements: a bulk beyond what one call moves or
+ * the ring holds is invalid (1), a burst moves at most that much. */
+static int clamp(unsigned *n, int bulk)
+{
+	unsigned most = cap < SHMRING_MPMC_BULK_MAX ? (unsigned)cap : SHMRING_MPMC_BULK_MAX;
+	if (*n <= most)
+		return 0;
+	*n = most;
+	return bulk;
+}
+
 /*
  * What a push of k (bulk: all or none) from part[who] must do: -EINVAL, -EUSERS, -EAGAIN, or
  * the number n > 0 it claims (the call reaches its hook points then). Takes the arena where
@@ -197,12 +197,8 @@ static int plan_push(unsigned who, unsigned k, int bulk)
 {
 	if (k == 0)
 		return 0;
-	if (k > SHMRING_MPMC_BULK_MAX || k > cap) {
-		if (bulk)
-			return -EINVAL;
-		k = k > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : k;
-		k = k > cap ? (unsigned)cap : k;
-	}
+	if (clamp(&k, bulk))
+		return -EINVAL;
 	if (!rarena[prec[who]]) {
 		/* Every arena held: the push recovers the dead first (their arenas and claims),
 		 * whatever it returns then. */
@@ -231,12 +227,8 @@ static int plan_pop(unsigned mreq, int bulk, uint64_t *vals, unsigned *adv, int 
 	*cas = 0;
 	if (mreq == 0)
 		return 0;
-	if (mreq > SHMRING_MPMC_BULK_MAX || mreq > cap) {
-		if (bulk)
-			return -EINVAL;
-		mreq = mreq > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : mreq;
-		mreq = mreq > cap ? (unsigned)cap : mreq;
-	}
+	if (clamp(&mreq, bulk))
+		return -EINVAL;
 	while (got < mreq && i < m.n) {
 		unsigned k = (m.head + i) % MAXCAP;
 		if (m.t[k] == PEND || m.t[k] == PARK) {

@@ -736,19 +736,19 @@ static int mp_run(int np, int nc, uint64_t n, uint64_t cap, long kill_us, uint64
 Test(mpmc_runs, processes_2x2)
 {
 	uint64_t s = 1;
-	mp_run(2, 2, 40000, 64, -1, &s);
+	cr_assert_eq(mp_run(2, 2, 40000, 64, -1, &s), 0, "no process may die in this run");
 }
 
 Test(mpmc_runs, processes_4x4)
 {
 	uint64_t s = 1;
-	mp_run(4, 4, 15000, 64, -1, &s);
+	cr_assert_eq(mp_run(4, 4, 15000, 64, -1, &s), 0, "no process may die in this run");
 }
 
 Test(mpmc_runs, processes_8x8_small_ring)
 {
 	uint64_t s = 1;
-	mp_run(8, 8, 6000, 8, -1, &s);
+	cr_assert_eq(mp_run(8, 8, 6000, 8, -1, &s), 0, "no process may die in this run");
 }
 
 Test(mpmc_runs, kill_injection_200_runs, .timeout = 240)

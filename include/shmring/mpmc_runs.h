@@ -174,6 +174,19 @@ static inline int _shmring_mr_abandon(struct shmring *r, uint64_t t, uint64_t n,
 	return 0;
 }
 
+/* Internal: how many of n elements one call moves: a bulk all n or -EINVAL (more than one
+ * call moves, or than the ring holds), a burst at most that many. */
+static inline int _shmring_mr_want(unsigned n, uint64_t cap, int bulk)
+{
+	if (n > SHMRING_MPMC_BULK_MAX || n > cap) {
+		if (bulk)
+			return -EINVAL;
+		n = n > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : n;
+		n = n > cap ? (unsigned)cap : n;
+	}
+	return (int)n;
+}
+
 /* Internal: push of up to k elements (all or none with bulk). */
 static inline int _shmring_mr_push(struct shmring *r, const unsigned char *src, unsigned k,
 				   int bulk)
@@ -185,12 +198,10 @@ static inline int _shmring_mr_push(struct shmring *r, const unsigned char *src, 
 		return -EPROTO;
 	if (k == 0)
 		return 0;
-	if (k > SHMRING_MPMC_BULK_MAX || k > cap) {
-		if (bulk)
-			return -EINVAL;
-		k = k > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : k;
-		k = k > cap ? (unsigned)cap : k;
-	}
+	int want = _shmring_mr_want(k, cap, bulk);
+	if (want < 0)
+		return want;
+	k = (unsigned)want;
 	if (__builtin_expect(r->m.arena < 0, 0)) {
 		int rc = _shmring_mr_join(r);
 		if (rc)
@@ -306,12 +317,10 @@ static inline int _shmring_mr_pop(struct shmring *r, unsigned char *out, unsigne
 		return -EPROTO;
 	if (m == 0)
 		return 0;
-	if (m > SHMRING_MPMC_BULK_MAX || m > cap) {
-		if (bulk)
-			return -EINVAL;
-		m = m > SHMRING_MPMC_BULK_MAX ? SHMRING_MPMC_BULK_MAX : m;
-		m = m > cap ? (unsigned)cap : m;
-	}
+	int want = _shmring_mr_want(m, cap, bulk);
+	if (want < 0)
+		return want;
+	m = (unsigned)want;
 	for (unsigned tries = 0; tries < _SHMRING_MR_TRIES; tries++) {
 		/* A3: pairs with R4, the head CAS that put head here: a rest that consumer posted
 		 * is seen. */
